@@ -1,0 +1,60 @@
+"""Error types of hpm, each carrying the exit code documented in DESIGN.md.
+
+Errors are raised anywhere and turned into one stderr line (plus optional details)
+only at the edge, in ``__main__``. Standard library only: ``boot`` imports this.
+"""
+
+from __future__ import annotations
+
+
+class HpmError(Exception):
+    """Base class: ``message`` is the one-line cause, ``details`` what follows it."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, details: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class UsageError(HpmError):
+    exit_code = 2
+
+
+class DataError(HpmError):
+    """A manifest, overlay, lock or payload is malformed or fails its digest."""
+
+    exit_code = 65
+
+
+class NotFoundError(HpmError):
+    """Something named is missing: registry, lock file, package, entrypoint."""
+
+    exit_code = 66
+
+
+class InstallerMissingError(HpmError):
+    exit_code = 69
+
+
+class NotWritableError(HpmError):
+    exit_code = 73
+
+
+class InstallerFailedError(HpmError):
+    exit_code = 74
+
+
+class SignatureError(HpmError):
+    exit_code = 77
+
+
+class ResolutionError(HpmError):
+    """Conflict, incompatibility, missing or ambiguous provider."""
+
+    exit_code = 78
+
+
+class CommandNotFoundError(HpmError):
+    exit_code = 127
