@@ -58,3 +58,11 @@ class ResolutionError(HpmError):
 
 class CommandNotFoundError(HpmError):
     exit_code = 127
+
+
+
+def mask_credentials(text: str) -> str:
+    """Hide ``user:password@`` in every URL of ``text``."""
+    import re  # lazily: the boot hot path imports this module
+
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)

@@ -1,0 +1,295 @@
+"""Runtime support of ``hpm.pyz``: runs at every start of the zipapp.
+
+Standard library only and cheap at import: ``setup()`` puts ``<pyz>/_vendor`` (pure
+Python PyYAML and packaging) on ``sys.path`` and installs a ``sys.meta_path`` finder.
+Only when ``msgspec`` is first imported does the finder pick the ``_wheels/`` entry that
+matches this interpreter by its wheel tags, extract it once into a cache directory
+(keyed by the wheel's sha256; atomic rename under an ``flock``, so racing processes are
+safe) and import it from there. ``BUILD_INFO`` (written by ``build_zipapp.py``) lists
+the wheels, their digests and parts, and what ``hpm --version`` shows.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+_loader = globals().get("__loader__")
+#: Path of the running ``hpm.pyz``, or None when hpm runs from a source tree or a wheel.
+ARCHIVE: str | None = getattr(_loader, "archive", None)
+_BUILD_CMD = "python build_zipapp.py --platform {plat} --python {py}"
+_DAMAGED = "hpm: the file {} is damaged ({}); download or build it again\n"
+_LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def setup() -> None:
+    """Make the vendored packages and the msgspec wheel importable (idempotent)."""
+    if ARCHIVE is None or any(isinstance(f, _WheelFinder) for f in sys.meta_path):
+        return
+    sys.path.insert(1 if sys.path and sys.path[0] == ARCHIVE else 0, f"{ARCHIVE}/_vendor")
+    sys.meta_path.insert(0, _WheelFinder())
+
+
+def main() -> NoReturn:
+    """Entry of ``hpm.pyz``: run ``hpm_boot.__main__.main`` and exit with its code."""
+    import zipimport
+    import zlib
+
+    setup()
+    try:
+        from hpm_boot.__main__ import main as hpm_main
+    except (zipimport.ZipImportError, zlib.error, EOFError) as exc:
+        sys.stderr.write(_DAMAGED.format(ARCHIVE, exc))
+        sys.exit(65)
+    sys.exit(hpm_main())
+
+
+def build_info() -> dict[str, Any]:
+    """What ``hpm --version`` shows: version, commit, dependency versions, wheels."""
+    if ARCHIVE is None:
+        from hpm_boot import __version__
+
+        return {"version": __version__, "commit": "unknown", "deps": {}, "wheels": []}
+    import json
+
+    return json.loads(_loader.get_data("BUILD_INFO"))
+
+
+# -- wheel tags (a small stdlib stand-in for packaging.tags) ----------------------------
+
+
+def _glibc() -> tuple[int, int] | None:
+    try:
+        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()  # type: ignore[union-attr]
+        major, minor = version.split(".")[:2]
+        return (int(major), int(minor)) if name == "glibc" else None
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _musl(arch: str) -> tuple[int, int] | None:
+    import glob
+    import re
+    import subprocess
+
+    for loader in sorted(glob.glob(f"/lib/ld-musl-{arch}.so.1") + glob.glob("/lib/ld-musl-*")):
+        try:
+            out = subprocess.run([loader], capture_output=True, text=True, timeout=10).stderr
+        except (OSError, subprocess.SubprocessError):
+            continue
+        m = re.search(r"Version (\d+)\.(\d+)", out)
+        return (int(m.group(1)), int(m.group(2))) if m else (1, 2)
+    return None
+
+
+def platform_tags() -> list[str]:
+    """Platform tags this interpreter accepts, best first (manylinux/musllinux aware)."""
+    import sysconfig
+
+    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    if not plat.startswith("linux_"):
+        return [plat]
+    arch = plat[len("linux_") :]
+    if arch == "x86_64" and sys.maxsize <= 2**32:
+        arch = "i686"
+    tags: list[str] = []
+    glibc = _glibc()
+    if glibc:
+        for minor in range(glibc[1], 4, -1):
+            tags.append(f"manylinux_2_{minor}_{arch}")
+            tags += [f"{k}_{arch}" for k, v in _LEGACY.items() if v == (2, minor)]
+    elif musl := _musl(arch):
+        tags += [f"musllinux_{musl[0]}_{m}_{arch}" for m in range(musl[1], -1, -1)]
+    return [*tags, plat]
+
+
+def interpreter_tag() -> tuple[str, str]:
+    """``("cp312", "cp312")`` style interpreter and ABI tags of the running Python."""
+    impl = {"cpython": "cp", "pypy": "pp"}.get(sys.implementation.name, "py")
+    py = f"{impl}{sys.version_info[0]}{sys.version_info[1]}"
+    return py, py + getattr(sys, "abiflags", "")
+
+
+def select_wheel(names: list[str], dist: str = "msgspec") -> str | None:
+    """The file name in ``names`` that best fits this interpreter, or None."""
+    py, abi = interpreter_tag()
+    plats = platform_tags()
+    stable = {f"cp3{m}" for m in range(2, sys.version_info[1] + 1)} if abi == py else set()
+    best: tuple[int, str] | None = None
+    for name in names:
+        parts = name[: -len(".whl")].split("-")
+        if parts[0].lower().replace("_", "-") != dist or len(parts) not in (5, 6):
+            continue
+        pys, abis, wplats = (set(p.split(".")) for p in parts[-3:])
+        if not ((py in pys and abi in abis) or (pys & stable and "abi3" in abis)):
+            continue
+        ranks = [plats.index(p) for p in wplats if p in plats]
+        if ranks and (best is None or min(ranks) < best[0]):
+            best = (min(ranks), name)
+    return best and best[1]
+
+
+# -- the cache of extracted wheels ------------------------------------------------------
+
+
+def cache_places() -> list[Path]:
+    """Where extracted wheels may live, in order of preference."""
+    import tempfile
+
+    env = os.environ
+    places = [Path(env["HPM_CACHE"])] if env.get("HPM_CACHE") else []
+    if env.get("XDG_CACHE_HOME"):
+        places.append(Path(env["XDG_CACHE_HOME"]) / "hpm")
+    if (home := os.path.expanduser("~")) != "~":
+        places.append(Path(home) / ".cache" / "hpm")
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return [*places, Path(tempfile.gettempdir()) / f"hpm-{uid}"]
+
+
+def _problem(place: Path, probe: bool) -> str | None:
+    """Why ``place`` cannot hold loadable extensions (None: it can)."""
+    import tempfile
+
+    try:
+        if probe:
+            os.makedirs(place / "wheels", mode=0o700, exist_ok=True)
+        st = os.stat(place)
+        if place.name.startswith("hpm-") and place.parent == Path(tempfile.gettempdir()):
+            uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
+            if st.st_uid != uid or st.st_mode & 0o022:
+                return "not owned by you or writable by others"
+        if hasattr(os, "statvfs") and os.statvfs(place).f_flag & getattr(os, "ST_NOEXEC", 0):
+            return "mounted noexec"
+        if probe:
+            fd, name = tempfile.mkstemp(dir=place / "wheels", prefix=".probe-")
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _wheels() -> dict[str, dict[str, Any]]:
+    return {w["file"]: w for w in build_info().get("wheels", [])}
+
+
+def _key(wheel: dict[str, Any]) -> str:
+    return "-".join(wheel["file"].split("-")[:2] + [wheel["sha256"][:24]])
+
+
+def extracted_dir(wheel: dict[str, Any]) -> Path:
+    """Directory holding the extracted ``wheel``: found in a cache place, or made there."""
+    places, key = cache_places(), _key(wheel)
+    for place in places:  # a warm cache (even read-only, e.g. made at image build time)
+        if (place / "wheels" / key).is_dir() and _problem(place, probe=False) is None:
+            return place / "wheels" / key
+    problems = []
+    for place in places:
+        problem = _problem(place, probe=True)
+        if problem is None:
+            return _extract(wheel, place / "wheels", key)
+        problems.append(f"{place}: {problem}")
+    from hpm_boot.errors import NotWritableError
+
+    raise NotWritableError(
+        "hpm: no cache directory to unpack msgspec into; set HPM_CACHE to a writable, "
+        "exec-allowed directory",
+        "\n".join(problems),
+    )
+
+
+def _extract(wheel: dict[str, Any], parent: Path, key: str) -> Path:
+    import hashlib
+    import io
+    import shutil
+    import tempfile
+    import zipfile
+
+    final = parent / key
+    with open(parent / f"{key}.lock", "a") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # no flock (Windows): the atomic rename alone decides
+            pass
+        if final.is_dir():  # another process won the race
+            return final
+        data = b"".join(
+            _loader.get_data(f"_wheels/{wheel['file']}/{i}") for i in range(wheel["parts"])
+        )
+        if hashlib.sha256(data).hexdigest() != wheel["sha256"]:
+            from hpm_boot.errors import DataError
+
+            raise DataError(_DAMAGED.format(ARCHIVE, f"{wheel['file']} fails its digest").strip())
+        tmp = tempfile.mkdtemp(prefix=f".{key}-", dir=parent)
+        try:
+            zipfile.ZipFile(io.BytesIO(data)).extractall(tmp)
+            os.rename(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not final.is_dir():
+                raise
+    return final
+
+
+class _WheelFinder:
+    """``sys.meta_path`` finder that serves msgspec from the pyz's ``_wheels/``."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "msgspec":
+            return None
+        from importlib.machinery import PathFinder
+
+        wheels = _wheels()
+        name = select_wheel(sorted(wheels))
+        if name is None:
+            from hpm_boot.errors import NotFoundError
+
+            py, _ = interpreter_tag()
+            plat = platform_tags()[0]
+            raise NotFoundError(
+                f"hpm: this hpm.pyz has no msgspec wheel for {py}-{plat}; make one with: "
+                + _BUILD_CMD.format(plat=_short_platform(plat), py=f"{py[2]}.{py[3:]}"),
+                "wheels in this pyz:\n  " + "\n  ".join(sorted(wheels)),
+            )
+        sys.meta_path.remove(self)
+        directory = str(extracted_dir(wheels[name]))
+        sys.path.insert(0, directory)  # also makes its dist-info visible to importlib.metadata
+        return PathFinder.find_spec(fullname, [directory])
+
+
+def _short_platform(tag: str) -> str:
+    """``manylinux_2_36_x86_64`` -> ``manylinux_x86_64`` (the builder's --platform)."""
+    for kind in ("manylinux", "musllinux"):
+        if tag.startswith(kind):
+            return f"{kind}_{tag.split('_', 3)[-1]}"
+    return tag
+
+
+def self_check_info() -> dict[str, Any]:
+    """Interpreter, chosen msgspec wheel and cache state, for ``hpm self-check``."""
+    py, abi = interpreter_tag()
+    plats = platform_tags()
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "archive": ARCHIVE,
+        "interpreter": py,
+        "abi": abi,
+        "platform": plats[0],
+        "platform_tags": len(plats),
+        "build": build_info(),
+        "cache_places": {str(p): _problem(p, probe=False) or "ok" for p in cache_places()},
+    }
+    if ARCHIVE is not None:
+        wheels = _wheels()
+        name = select_wheel(sorted(wheels))
+        info["msgspec_wheel"] = name
+        if name:
+            key = _key(wheels[name])
+            found = [p / "wheels" / key for p in cache_places() if (p / "wheels" / key).is_dir()]
+            info["msgspec_dir"] = str(found[0]) if found else None
+    return info

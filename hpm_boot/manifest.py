@@ -1,0 +1,277 @@
+"""The manifest (v1) and ``hpm-registry.yaml`` schemas, overlay merging, and checking.
+
+A manifest is read as data with positions (``yamlpos``), overlays are deep-merged
+over it (maps key by key, lists and scalars replace, ``null`` removes), and the
+result is converted to msgspec Structs. Every problem found is a ``Problem`` that
+names file, line and field; ``check_manifest`` returns all of them, not the first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from hpm_boot import yamlpos
+from hpm_boot.yamlpos import FieldPath, Position, Positions
+
+Mode = Literal["prod", "dev"]
+MODES: tuple[Mode, ...] = ("prod", "dev")
+
+_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_STRING_PATHS: frozenset[FieldPath] = frozenset(
+    {
+        ("version",),
+        ("sources", "*", "ref"),
+        ("sources", "*", "version"),
+        ("requires", "*"),
+        ("conflicts", "*"),
+    }
+)
+
+
+class _Struct(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+    pass
+
+
+class GitSource(_Struct, tag="git", tag_field="type"):
+    url: str
+    ref: str
+    subdirectory: str | None = None
+
+
+class PypiSource(_Struct, tag="pypi", tag_field="type"):
+    package: str | None = None  # the distribution name; defaults to the manifest's name
+    version: str | None = None  # a PEP 440 specifier; defaults to "==<manifest version>"
+    index: str | None = None  # an index URL for this package only
+
+
+class UrlSource(_Struct, tag="url", tag_field="type"):
+    url: str
+    sha256: str | None = None
+
+
+class LocalSource(_Struct, tag="local", tag_field="type"):
+    path: str  # relative to the manifest file
+    editable: bool = True
+
+
+Source = GitSource | PypiSource | UrlSource | LocalSource
+
+
+class Sources(_Struct):
+    prod: Source
+    dev: Source | None = None
+
+
+class InstallArgs(_Struct):
+    manager: Literal["uv", "pip", "conda"] = "uv"
+    extras: list[str] = msgspec.field(default_factory=list)
+    channels: list[str] = msgspec.field(default_factory=list)  # conda only
+
+
+class Manifest(_Struct):
+    name: str
+    version: str
+    sources: Sources
+    description: str = ""
+    provides: list[str] = msgspec.field(default_factory=list)
+    groups: list[str] = msgspec.field(default_factory=list)
+    requires: dict[str, str] = msgspec.field(default_factory=dict)
+    conflicts: dict[str, str] = msgspec.field(default_factory=dict)
+    install_args: InstallArgs = msgspec.field(default_factory=InstallArgs)
+    entrypoints: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Defaults(_Struct):
+    with_: list[str] = msgspec.field(default_factory=list, name="with")
+    groups: list[str] = msgspec.field(default_factory=list)
+    providers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class RegistryConfig(_Struct):
+    groups: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    defaults: Defaults = msgspec.field(default_factory=Defaults)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one file: ``file:line: field: message``."""
+
+    where: Position | Path
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        field = f" {self.field}:" if self.field else ""
+        return f"{self.where}:{field} {self.message}"
+
+
+def specifier(text: str) -> SpecifierSet:
+    """A PEP 440 specifier set; ``*`` and the empty string mean any version."""
+    return SpecifierSet("" if text.strip() in ("", "*") else text)
+
+
+def merge(base: Any, over: Any, base_pos: Positions, over_pos: Positions) -> Any:
+    """Deep-merge ``over`` onto ``base``; positions of replaced parts move with them."""
+    return _merge(base, over, base_pos, over_pos, ())
+
+
+def _merge(base: Any, over: Any, bpos: Positions, opos: Positions, path: FieldPath) -> Any:
+    if not (isinstance(base, dict) and isinstance(over, dict)):
+        _drop_below(bpos, path)
+        bpos.update({p: v for p, v in opos.items() if p[: len(path)] == path})
+        return over
+    out = dict(base)
+    for key, value in over.items():
+        sub = (*path, str(key))
+        if value is None:
+            out.pop(key, None)
+            _drop_below(bpos, sub)
+        elif key in out:
+            out[key] = _merge(out[key], value, bpos, opos, sub)
+        else:
+            out[key] = value
+            bpos.update({p: v for p, v in opos.items() if p[: len(sub)] == sub})
+    return out
+
+
+def _drop_below(positions: Positions, path: FieldPath) -> None:
+    for p in [p for p in positions if p[: len(path)] == path and len(p) > len(path)]:
+        del positions[p]
+
+
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
+
+
+def _parse_msgspec_path(text: str) -> FieldPath:
+    # "$.sources.prod.ref", "$.groups[0]", "key in `$.requires`"
+    text = text.split("`$")[-1] if "`$" in text else text.removeprefix("$")
+    out: list[str | int] = []
+    for m in _PATH_PART.finditer(text):
+        if m.group(1) is not None:
+            out.append(m.group(1))
+        elif m.group(2) is not None:
+            out.append(int(m.group(2)))
+    return tuple(out)
+
+
+def _problem_from_msgspec(exc: msgspec.ValidationError, positions: Positions, file: Path) -> Problem:
+    m = _MSGSPEC_ERROR.match(str(exc))
+    assert m is not None
+    msg, path = m.group("msg"), _parse_msgspec_path(m.group("path") or "$")
+    unknown = re.match(r"Object contains unknown field `(.+)`", msg)
+    missing = re.match(r"Object missing required field `(.+)`", msg)
+    if unknown:
+        path = (*path, unknown.group(1))
+        msg = "unknown field (check its spelling against the manifest format)"
+    elif missing:
+        field = missing.group(1)
+        msg = f"missing required field '{field}'"
+    else:
+        msg = re.sub(
+            r"Expected `([^`]+)`, got `([^`]+)`",
+            lambda t: f"expected {_words(t.group(1))}, got {_words(t.group(2))}",
+            msg,
+        )
+        msg = re.sub(r"Invalid enum value (.+)", r"invalid value \1", msg)
+        msg = msg[:1].lower() + msg[1:]
+    return Problem(positions.find(path) or file, yamlpos.format_path(path), msg)
+
+
+def _words(types: str) -> str:
+    return " or ".join(_TYPE_WORDS.get(t.strip(), t.strip()) for t in types.split("|"))
+
+
+def convert(data: Any, positions: Positions, file: Path, kind: type[_Struct]) -> Any:
+    """Plain data -> ``kind``; raises ``ProblemError`` naming file, line and field."""
+    if data is None:
+        raise ProblemError([Problem(file, "", "the file is empty; expected a mapping")])
+    if not isinstance(data, dict):
+        raise ProblemError(
+            [Problem(file, "", f"expected a mapping at the top level, got {yamlpos.type_name(data)}")]
+        )
+    data = yamlpos.unwrap_numbers(data, _STRING_PATHS)
+    try:
+        return msgspec.convert(data, kind, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ProblemError([_problem_from_msgspec(exc, positions, file)]) from None
+
+
+class ProblemError(Exception):
+    """Problems found in manifests; the registry gathers them into one DataError."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+
+
+def check_manifest(m: Manifest, positions: Positions, file: Path) -> Iterator[Problem]:
+    """Semantic checks that the schema cannot express."""
+
+    def at(*path: str | int) -> Position | Path:
+        return positions.find(path) or file
+
+    if not _NAME.match(m.name):
+        yield Problem(at("name"), "name", f"invalid package name {m.name!r} (PEP 508 names)")
+    try:
+        Version(m.version)
+    except InvalidVersion:
+        yield Problem(at("version"), "version", f"invalid PEP 440 version {m.version!r}")
+    for key in ("provides", "groups"):
+        for i, value in enumerate(getattr(m, key)):
+            if not _NAME.match(value):
+                yield Problem(at(key, i), f"{key}[{i}]", f"invalid name {value!r}")
+    for key in ("requires", "conflicts"):
+        for dep, spec in getattr(m, key).items():
+            if not _NAME.match(dep):
+                yield Problem(at(key, dep), f"{key}.{dep}", f"invalid package name {dep!r}")
+            try:
+                specifier(spec)
+            except InvalidSpecifier:
+                yield Problem(
+                    at(key, dep), f"{key}.{dep}", f"invalid PEP 440 specifier {spec!r} (e.g. \">=1.2,<2\")"
+                )
+        if canonicalize_name(m.name) in {canonicalize_name(d) for d in getattr(m, key)}:
+            yield Problem(at(key), key, f"{m.name} names itself")
+    for mode in MODES:
+        source = getattr(m.sources, mode)
+        if isinstance(source, PypiSource) and source.version is not None:
+            try:
+                specifier(source.version)
+            except InvalidSpecifier:
+                yield Problem(
+                    at("sources", mode, "version"),
+                    f"sources.{mode}.version",
+                    f"invalid PEP 440 specifier {source.version!r} (e.g. \"==1.2.0\")",
+                )
+        if isinstance(source, UrlSource) and source.sha256 is not None:
+            if not re.fullmatch(r"[0-9a-f]{64}", source.sha256):
+                yield Problem(
+                    at("sources", mode, "sha256"),
+                    f"sources.{mode}.sha256",
+                    "expected 64 lowercase hex digits",
+                )
+    for ep, cmd in m.entrypoints.items():
+        if not cmd.strip():
+            yield Problem(at("entrypoints", ep), f"entrypoints.{ep}", "empty command")
+    for i, extra in enumerate(m.install_args.extras):
+        if not _NAME.match(extra):
+            yield Problem(at("install_args", "extras", i), f"install_args.extras[{i}]", f"invalid extra {extra!r}")

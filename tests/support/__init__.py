@@ -1,0 +1,1 @@
+"""Hermetic test toolkit: an in-tree build backend and factories (see ``factory``)."""
