@@ -223,6 +223,211 @@ def cmd_why(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
+def add_installer_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("installer")
+    g.add_argument("--find-links", action="append", default=[], metavar="DIR|URL",
+                   help="also look for distributions here (passed to uv and pip)")
+    g.add_argument("--index-url", metavar="URL", help="the package index (default: uv's, or UV_INDEX_URL)")
+    g.add_argument("--no-index", action="store_true", help="use no index, only --find-links")
+    g.add_argument("--offline", action="store_true", help="no network: only the installer's cache")
+
+
+def installer_options(args: argparse.Namespace):  # -> install.InstallerOptions
+    from hpm_boot.install import InstallerOptions
+
+    return InstallerOptions(find_links=tuple(args.find_links), index_url=args.index_url,
+                            no_index=args.no_index, offline=args.offline)
+
+
+def cmd_lock(args: argparse.Namespace, env: Env) -> int:
+    from hpm_boot import lock as lockmod
+    from hpm_boot import payload
+    from hpm_boot.log import Log
+
+    log = Log(env)
+    plan = load_plan(args, env)
+    if args.check:
+        return _check_lock(args, plan)
+    target = lockmod.default_target(args.python_version, args.python_platform)
+    options = installer_options(args)
+    lock = lockmod.make_lock(plan, target, uv_args=options.uv_args())
+    log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "
+             f"{target.python_version}{' ' + target.python_platform if target.python_platform else ''} "
+             f"({log.elapsed():.2f} s)")
+    local = [p.name for p in lock.packages if p.source == "local"]
+    if local:
+        log.warning(f"this lock has local paths ({', '.join(local)}): it installs only where those paths "
+                    "exist (mounted at the same place)")
+    if args.format == "json":
+        _write(args.output or "hpm.lock.json", lockmod.to_json(lock), log)
+        return 0
+    key = _signing_key(args, env)
+    text = payload.encode(lockmod.to_dict(lock), key)
+    warning = payload.size_check(text)
+    if len(text) > payload.MAX_BYTES:
+        from hpm_boot.errors import DataError
+
+        raise DataError(f"the payload is {len(text)} bytes, above the {payload.MAX_BYTES} bytes an "
+                        "environment variable can carry safely (Kubernetes pods fail to start past it)",
+                        "write the lock as a file (hpm lock -o hpm.lock.json) and mount it, with "
+                        "HPM_LOCK_FILE pointing at it")
+    if warning:
+        log.warning(warning)
+    if args.format == "b64":
+        out = text + "\n"
+    elif args.format == "env":
+        out = f"HPM_LOCK_B64={text}\n"
+    elif args.format == "docker":
+        out = f"-e HPM_LOCK_B64={text}\n"
+    else:
+        from hpm_boot import k8s
+
+        out = k8s.manifests(text, name=args.name, image=args.image, plan=plan)
+    _write(args.output or "-", out.encode(), log)
+    return 0
+
+
+def _signing_key(args: argparse.Namespace, env: Env) -> bytes | None:
+    from hpm_boot import payload
+
+    if args.sign_key_file:
+        return payload.read_key({"HPM_LOCK_KEY_FILE": args.sign_key_file})
+    return payload.read_key(env)
+
+
+def _write(dest: str, data: bytes, log) -> None:  # noqa: ANN001
+    if dest == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    from hpm_boot.errors import NotWritableError
+
+    path = Path(dest)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise NotWritableError(f"cannot write {path}: {exc.strerror}") from None
+    log.info(f"wrote {path}")
+
+
+def _check_lock(args: argparse.Namespace, plan) -> int:  # noqa: ANN001
+    from hpm_boot import lock as lockmod
+    from hpm_boot import payload
+    from hpm_boot.errors import NotFoundError
+
+    path = args.output or "hpm.lock.json"
+    if not Path(path).exists():
+        raise NotFoundError(f"no lock at {path} to check", "make one with `hpm lock`")
+    loaded = payload.load_from_env({"HPM_LOCK_FILE": path})
+    assert loaded is not None
+    lock = lockmod.from_dict(loaded[0], path)
+    if lock.plan_digest != lockmod.plan_digest(plan):
+        print(f"hpm: {path} is out of date: the registry or the selection changed since it was made; "
+              "run `hpm lock` again", file=sys.stderr)
+        return 1
+    print(f"{path} is up to date ({len(lock.packages)} packages)")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace, env: Env) -> int:
+    from hpm_boot import lock as lockmod
+    from hpm_boot import payload
+    from hpm_boot.errors import NotFoundError
+
+    keys = {k: v for k, v in env.items() if k in ("HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE")}
+    loaded = payload.load_from_env({**keys, "HPM_LOCK_FILE": args.source} if args.source else env)
+    if loaded is None:
+        raise NotFoundError("no lock to decode: HPM_LOCK_B64 and HPM_LOCK_FILE are unset",
+                            "give one, or a file with --from FILE")
+    data, source = loaded
+    lock = lockmod.from_dict(data, source)
+    if args.json:
+        sys.stdout.buffer.write(lockmod.to_json(lock))
+        return 0
+    print(f"source:   {source}")
+    print(f"digest:   {payload.digest(data)}")
+    print(f"mode:     {lock.mode}    made by hpm {lock.hpm}")
+    target = lock.target
+    print(f"target:   Python {target.python_version}"
+          f"{' on ' + target.python_platform if target.python_platform else ''}")
+    rows = [("PACKAGE", "VERSION", "MANAGER", "REQUIREMENT")]
+    rows += [(p.name, p.version, p.manager, mask_credentials(p.requirement)) for p in lock.packages]
+    print_table(rows)
+    eps = [f"{p.name}:{n} = {c}" for p in lock.packages for n, c in p.entrypoints.items()]
+    if eps:
+        print("entrypoints:\n  " + "\n  ".join(eps))
+    hashed = sum(1 for p in lock.pins if p.hashes)
+    print(f"pins:     {len(lock.pins)} ({hashed} with hashes)")
+    return 0
+
+
+def _lock_for_install(args: argparse.Namespace, env: Env, log):  # noqa: ANN001
+    """(lock dict, source, plan or None): --lock, HPM_LOCK_FILE, HPM_LOCK_B64, else the registry."""
+    from hpm_boot import lock as lockmod
+    from hpm_boot import payload
+
+    if args.lock:
+        keys = {k: v for k, v in env.items() if k in ("HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE")}
+        loaded = payload.load_from_env({**keys, "HPM_LOCK_FILE": args.lock})
+    else:
+        loaded = payload.load_from_env(env)
+    if loaded is not None:
+        data, source = loaded
+        lockmod.from_dict(data, source)  # shape check: a bad lock is 65 before anything runs
+        log.info(f"lock from {source}")
+        return data, source
+    return None, "registry"
+
+
+def _install(args: argparse.Namespace, env: Env):  # noqa: ANN001
+    from hpm_boot import install as installmod
+    from hpm_boot import lock as lockmod
+    from hpm_boot.log import Log
+    from hpm_boot.uvbin import find_uv
+
+    log = Log(env)
+    data, source = _lock_for_install(args, env, log)
+    options = installer_options(args)
+    plan = None
+    if data is None:
+        plan = load_plan(args, env)
+        log.info(f"resolved {len(plan.packages)} packages from {', '.join(map(str, registry_dirs(args, env)))} "
+                 f"({plan.mode} mode, {log.elapsed():.2f} s)")
+    uv = find_uv(env)
+    environment = installmod.prepare_environment(env, args.python, uv, log)
+    if data is None:
+        target = lockmod.default_target(environment.python_version, None)
+        data = lockmod.to_dict(lockmod.make_lock(plan, target, uv, options.uv_args()))
+        log.info(f"pinned {len(data['pins'])} distributions ({log.elapsed():.2f} s)")
+    installmod.install(data, environment, options, env, log)
+    return data, environment, log
+
+
+def cmd_install(args: argparse.Namespace, env: Env) -> int:
+    _install(args, env)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, env: Env) -> int:
+    from hpm_boot import boot
+
+    if args.ephemeral:
+        from hpm_boot import launch
+
+        return launch.run_ephemeral(args, env)
+    data, environment, log = _install(args, env)
+    argv = boot.choose_command(data, args.entrypoint, args.cmd)
+    log.info(f"exec {' '.join(argv)} ({log.elapsed():.2f} s)")
+    ready = env.get("HPM_READY_FILE")
+    if ready:
+        Path(ready).touch()
+    boot.exec_target(argv, environment, env)
+    return 0  # not reached
+
+
 def print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:
     out = out or sys.stdout
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -261,37 +466,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the plan as stable JSON (docs/plan-format.md)")
     p = command("why", cmd_why, "the chain of reasons that put NAME in the plan")
     p.add_argument("name", metavar="NAME", help="a package or virtual")
+    p = command("lock", cmd_lock, "freeze the plan: git SHAs, the pinned closure with hashes")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="where to write (default hpm.lock.json for json, stdout for the others; - for stdout)")
+    p.add_argument("--format", choices=("json", "b64", "env", "docker", "k8s"), default="json",
+                   help="json: the lock file; b64: the HPM_LOCK_B64 value; env: a HPM_LOCK_B64= line; "
+                   "docker: -e arguments; k8s: a Secret and a Deployment that reads it")
+    p.add_argument("--python-version", metavar="X.Y", help="lock for this Python (default: the running one)")
+    p.add_argument("--python-platform", metavar="PLATFORM",
+                   help="lock for this platform, in uv's spelling (e.g. x86_64-manylinux_2_28)")
+    p.add_argument("--sign-key-file", metavar="FILE",
+                   help="sign the payload with HMAC-SHA256 (default: HPM_LOCK_KEY / HPM_LOCK_KEY_FILE)")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 when the lock (-o, default hpm.lock.json) no longer matches the registry")
+    p.add_argument("--name", default="hpm-lock", help="k8s: name of the Secret and the Deployment")
+    p.add_argument("--image", default="registry.example.com/app:latest", help="k8s: the image to run")
+    add_installer_options(p)
+    p = command("decode", cmd_decode, "print the lock carried by HPM_LOCK_B64/HPM_LOCK_FILE, after "
+                "checking it", select=False)
+    p.add_argument("--from", dest="source", metavar="FILE", help="read this file instead of the environment")
+    p.add_argument("--json", action="store_true", help="print the lock as JSON")
+    for name, func, text in (
+        ("install", cmd_install, "install the lock or the plan into the target environment; no exec"),
+        ("run", cmd_run, "install what is missing, then exec the command or entrypoint"),
+    ):
+        p = command(name, func, text)
+        p.add_argument("--lock", metavar="FILE", help="a lock file (JSON or payload); else HPM_LOCK_FILE, "
+                       "HPM_LOCK_B64, or the registry")
+        p.add_argument("--python", metavar="PYTHON",
+                       help="install into this interpreter (default: the one running hpm; HPM_VENV wins)")
+        add_installer_options(p)
+        if name == "run":
+            p.add_argument("--entrypoint", metavar="NAME|PKG:NAME", help="run a manifest entrypoint")
+            p.add_argument("--ephemeral", action="store_true",
+                           help="run in a throwaway environment made by `uv run --project .hpm/ephemeral/<id>`")
+            p.add_argument("cmd", nargs="*", metavar="CMD", help="the command to exec (after --)")
     return parser
-
-
-def termination_log(message: str, path: str = "/dev/termination-log") -> None:
-    """Kubernetes shows this file's content as the container's termination message."""
-    try:
-        if os.access(path, os.W_OK):
-            with open(path, "w") as f:
-                f.write(message + "\n")
-    except OSError:
-        pass
-
-
-def report(exc: HpmError, err: TextIO = sys.stderr) -> int:
-    message = mask_credentials(exc.message)
-    print(f"hpm: error: {message}", file=err)
-    if exc.details:
-        print(mask_credentials(exc.details), file=err)
-    termination_log(f"hpm: {message}")
-    return exc.exit_code
 
 
 def main(argv: Sequence[str], env: Env | None = None) -> int:
     env = os.environ if env is None else env
     parser = build_parser()
+    argv = list(argv)
+    tail: list[str] = []
+    if argv[:1] == ["run"] and "--" in argv:
+        cut = argv.index("--")
+        argv, tail = argv[:cut], argv[cut + 1 :]
     try:
-        args = parser.parse_args(list(argv))
+        args = parser.parse_args(argv)
+        if tail:
+            args.cmd = [*args.cmd, *tail]
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     if args.version:
-        print(f"hpm {__version__}")
+        from hpm_boot._pyz import build_info
+
+        info = build_info()
+        print(f"hpm {info.get('version', __version__)} (commit {info.get('commit', 'unknown')})")
         return 0
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
@@ -299,7 +530,9 @@ def main(argv: Sequence[str], env: Env | None = None) -> int:
     try:
         return args.func(args, env)
     except HpmError as exc:
-        return report(exc)
+        from hpm_boot.log import Log
+
+        return Log(env).error(exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

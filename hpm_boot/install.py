@@ -1,0 +1,338 @@
+"""Lock -> installer transactions (uv, pip, conda), run with signals forwarded.
+
+One transaction per manager, in the order conda, uv, pip: conda brings binary
+libraries, uv installs the pinned closure with ``--no-deps`` (the lock is already
+complete), pip takes the packages whose manifest asks for it. Nothing starts when
+the environment already satisfies the lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpm_boot import boot, uvbin
+from hpm_boot.errors import (
+    HpmError,
+    InstallerFailedError,
+    InstallerMissingError,
+    NotWritableError,
+    ResolutionError,
+)
+from hpm_boot.log import Log
+
+_MACHINES = {"x86_64": ("x86_64", "amd64"), "aarch64": ("aarch64", "arm64"), "arm64": ("aarch64", "arm64")}
+
+
+@dataclass(frozen=True)
+class InstallerOptions:
+    """Where packages come from, passed to every installer in its own spelling."""
+
+    find_links: tuple[str, ...] = ()
+    index_url: str | None = None
+    no_index: bool = False
+    offline: bool = False
+    uv: str | None = None  # an explicit uv binary (else uvbin.find_uv)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def uv_args(self) -> list[str]:
+        args = [a for link in self.find_links for a in ("--find-links", link)]
+        if self.index_url:
+            args += ["--index-url", self.index_url]
+        if self.no_index:
+            args.append("--no-index")
+        if self.offline:
+            args.append("--offline")
+        return args
+
+    def pip_args(self) -> list[str]:
+        args = [a for link in self.find_links for a in ("--find-links", link)]
+        if self.index_url:
+            args += ["--index-url", self.index_url]
+        if self.no_index or self.offline:
+            args.append("--no-index")
+        return args
+
+
+class Interrupted(HpmError):
+    """hpm got SIGTERM/SIGINT while an installer ran; it was stopped too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signal.Signals(signum).name} while installing; "
+                         "the installer was stopped too")
+        self.exit_code = 128 + signum
+
+
+# ---------------------------------------------------------------- target environment
+
+
+def prepare_environment(environ: Mapping[str, str], python: str | None, uv: str, log: Log) -> boot.Environment:
+    """The environment to install into: HPM_VENV (made if missing), ``--python``, or hpm's own."""
+    venv = environ.get("HPM_VENV")
+    if venv:
+        return _ensure_venv(Path(venv), python or sys.executable, uv, log)
+    if python and os.path.realpath(python) != os.path.realpath(sys.executable):
+        return _describe_interpreter(python)
+    return boot.Environment.current()
+
+
+def _ensure_venv(path: Path, python: str, uv: str, log: Log) -> boot.Environment:
+    if path.exists() and not path.is_dir():
+        raise NotWritableError(f"HPM_VENV={path} is a file, not a directory",
+                               "point HPM_VENV at a directory on a writable volume")
+    existing = boot.Environment.of_venv(str(path))
+    if existing is not None and (path / "pyvenv.cfg").exists():
+        return existing
+    if path.is_dir() and any(path.iterdir()) and not (path / "pyvenv.cfg").exists():
+        raise NotWritableError(f"HPM_VENV={path} is a non-empty directory that is not a virtual environment",
+                               "point HPM_VENV at an empty or missing directory, or at an existing venv")
+    parent = path if path.is_dir() else path.parent
+    if not os.access(parent, os.W_OK):
+        raise NotWritableError(f"HPM_VENV={path}: {parent} is not writable by uid {os.getuid()}",
+                               "mount a writable volume there")
+    started = time.perf_counter()
+    out = subprocess.run([uv, "venv", "--quiet", "--python", python, str(path)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise InstallerFailedError(f"uv venv {path} failed: {out.stderr.strip().splitlines()[-1:]}",
+                                   out.stderr.strip())
+    log.info(f"created virtual environment {path} ({time.perf_counter() - started:.2f} s)")
+    made = boot.Environment.of_venv(str(path))
+    assert made is not None
+    return made
+
+
+def _describe_interpreter(python: str) -> boot.Environment:
+    code = ("import sys,sysconfig,json;print(json.dumps([sys.executable,'%d.%d'%sys.version_info[:2],"
+            "sorted({sysconfig.get_path('purelib'),sysconfig.get_path('platlib')}),sys.prefix!=sys.base_prefix,"
+            "sys.prefix]))")
+    try:
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+    except (FileNotFoundError, PermissionError):
+        raise InstallerMissingError(f"--python {python}: no such interpreter") from None
+    if out.returncode != 0:
+        raise InstallerMissingError(f"--python {python} does not run: {out.stderr.strip()[-200:]}")
+    import json
+
+    exe, version, sites, is_venv, prefix = json.loads(out.stdout)
+    return boot.Environment(exe, version, sites, venv=prefix if is_venv else None,
+                            bin_dir=os.path.dirname(exe))
+
+
+def externally_managed(env: boot.Environment) -> bool:
+    """PEP 668: the distribution asks pip and uv to keep off this interpreter."""
+    if env.venv:
+        return False
+    if env.python == sys.executable:
+        stdlib = sysconfig.get_path("stdlib")
+    else:
+        out = subprocess.run([env.python, "-c", "import sysconfig;print(sysconfig.get_path('stdlib'))"],
+                             capture_output=True, text=True)
+        stdlib = out.stdout.strip()
+    return bool(stdlib) and os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
+
+
+def check_writable(env: boot.Environment) -> None:
+    """Exit 73 with a hint before an installer fails on a read-only target."""
+    target = env.site_dirs[-1] if env.site_dirs else None
+    if env.venv is None and env.python == sys.executable:
+        target = sysconfig.get_path("purelib")
+    if target is None:
+        return
+    probe = Path(target)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise NotWritableError(
+            f"cannot install into {target}: not writable by uid {os.getuid()}",
+            "set HPM_VENV=/path/on/a/writable/volume to install into a virtual environment there "
+            "(non-root users, read-only root filesystems)",
+        )
+
+
+def check_target(lock: Mapping[str, Any], env: boot.Environment) -> None:
+    """A lock for another Python or platform: exit 78 before installing anything."""
+    target = lock.get("target", {})
+    want = target.get("python_version", "")
+    if want and ".".join(want.split(".")[:2]) != env.python_version:
+        raise ResolutionError(
+            f"the lock was made for Python {want}, this environment has Python {env.python_version}",
+            f"make the lock with `hpm lock --python-version {env.python_version}`, or run it where "
+            f"Python {want} is",
+        )
+    platform = (target.get("python_platform") or "").lower()
+    if not platform:
+        return
+    machine = os.uname().machine.lower()
+    arches = [a for a in ("x86_64", "aarch64", "arm64", "i686", "ppc64le", "s390x") if a in platform]
+    os_ok = not any(word in platform for word in ("windows", "macos", "darwin", "apple")) or sys.platform == "darwin"
+    if (arches and machine not in _MACHINES.get(arches[0], (arches[0],))) or not os_ok:
+        raise ResolutionError(
+            f"the lock was made for platform {platform}, this machine is {sys.platform} {machine}",
+            f"make the lock with `hpm lock --python-platform` naming this machine's platform",
+        )
+
+
+# ---------------------------------------------------------------- transactions
+
+
+@dataclass(frozen=True)
+class Transaction:
+    manager: str
+    argv: list[str]
+    requirements: list[str]  # the lines of the requirements file, when there is one
+
+    def describe(self) -> str:
+        return f"{self.manager}: {len(self.requirements)} requirement(s)"
+
+
+def pin_line(pin: Mapping[str, Any]) -> str:
+    if pin.get("editable"):
+        line = f"-e {pin['url']}"
+    elif pin.get("url"):
+        line = f"{pin['name']} @ {pin['url']}"
+    else:
+        line = f"{pin['name']}=={pin['version']}"
+    if pin.get("markers"):
+        line += f" ; {pin['markers']}"
+    return line + "".join(f" --hash={h}" for h in pin.get("hashes", []))
+
+
+def transactions(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOptions,
+                 environ: Mapping[str, str], req_dir: Path) -> list[Transaction]:
+    """The installer commands for ``lock``, one per manager, conda first."""
+    packages = lock.get("packages", [])
+    pip_names = {p["name"] for p in packages if p.get("manager") == "pip"}
+    out: list[Transaction] = []
+    conda = [p for p in packages if p.get("manager") == "conda"]
+    if conda:
+        channels = sorted({c for p in conda for c in p.get("channels", [])})
+        prefix = env.venv or sys.prefix
+        specs = [p["requirement"] for p in conda]
+        argv = [uvbin.find_conda(environ), "install", "--yes", "--prefix", prefix,
+                *[a for c in channels for a in ("--channel", c)], *specs]
+        out.append(Transaction("conda", argv, specs))
+    pins = lock.get("pins", [])
+    uv_pins = [p for p in pins if p["name"] not in pip_names]
+    if uv_pins:
+        lines = [pin_line(p) for p in uv_pins]
+        file = req_dir / "uv-requirements.txt"
+        file.write_text("\n".join(lines) + "\n")
+        uv = options.uv or uvbin.find_uv(environ)
+        argv = [uv, "pip", "install", "--python", env.python, "--no-deps", "-r", str(file),
+                *options.uv_args()]
+        if all(p.get("hashes") for p in uv_pins):
+            argv.append("--require-hashes")
+        if externally_managed(env):
+            argv.append("--break-system-packages")
+        out.append(Transaction("uv", argv, lines))
+    pip_pins = [p for p in pins if p["name"] in pip_names]
+    if pip_pins:
+        lines = [pin_line(p) for p in pip_pins]
+        file = req_dir / "pip-requirements.txt"
+        file.write_text("\n".join(lines) + "\n")
+        argv = [env.python, "-m", "pip", "install", "--no-deps", "--no-input",
+                "--disable-pip-version-check", "-r", str(file), *options.pip_args()]
+        if externally_managed(env):
+            argv.append("--break-system-packages")
+        out.append(Transaction("pip", argv, lines))
+    return out
+
+
+def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log: Log) -> None:
+    """Run one installer; its output stays visible; SIGTERM/SIGINT are passed on to it."""
+    log.debug("running " + " ".join(argv))
+    if manager == "pip" and subprocess.run([argv[0], "-m", "pip", "--version"],
+                                           capture_output=True).returncode != 0:
+        raise InstallerMissingError(f"a manifest asks for manager: pip, but {argv[0]} has no pip",
+                                    "install pip into that interpreter, or use manager: uv")
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    received: list[int] = []
+    try:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=dict(env), start_new_session=True)
+    except FileNotFoundError:
+        raise InstallerMissingError(f"{manager} not found: {argv[0]}") from None
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+        signal.signal(signal.SIGALRM, lambda *_: _kill_group(proc.pid))
+        signal.alarm(10)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            tail.append(line)
+            if log.level >= 2 and not log.json:
+                from hpm_boot.errors import mask_credentials
+
+                print(mask_credentials(line), file=sys.stderr, flush=True)
+        code = proc.wait()
+    finally:
+        signal.alarm(0)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        _kill_group(proc.pid)
+        raise Interrupted(received[0])
+    if code != 0:
+        from hpm_boot.errors import mask_credentials
+
+        last = next((t for t in reversed(tail) if t.strip().startswith(("error", "ERROR", "×"))),
+                    next((t for t in reversed(tail) if t.strip()), f"exit {code}"))
+        raise InstallerFailedError(
+            f"{manager} failed (exit {code}): {mask_credentials(last.strip())}",
+            mask_credentials("\n".join(tail)),
+        )
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def install(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOptions,
+            environ: Mapping[str, str], log: Log) -> int:
+    """Make ``env`` satisfy ``lock``; returns how many packages were missing (0: nothing ran)."""
+    check_target(lock, env)
+    lacking = boot.missing(lock, env)
+    if not lacking:
+        log.info(f"{len(lock.get('pins', []))} packages already installed; nothing to do "
+                 f"({log.elapsed():.2f} s)")
+        return 0
+    for why in lacking[:20]:
+        log.debug(why)
+    check_writable(env)
+    started = time.perf_counter()
+    child_env = {**environ, **options.extra_env}
+    child_env.pop("VIRTUAL_ENV", None)
+    with tempfile.TemporaryDirectory(prefix="hpm-") as tmp:
+        for txn in transactions(lock, env, options, environ, Path(tmp)):
+            log.info(f"installing with {txn.describe()}")
+            run_installer(txn.argv, txn.manager, child_env, log)
+    still = boot.missing(lock, env)
+    if still:
+        raise InstallerFailedError(
+            f"the installer finished but {len(still)} package(s) are still missing: {still[0]}",
+            "\n".join(still),
+        )
+    log.info(f"installed {len(lacking)} packages in {time.perf_counter() - started:.2f} s")
+    return len(lacking)

@@ -1,0 +1,298 @@
+"""Plan -> Lock: git refs frozen to commit SHAs, the closure pinned by ``uv pip compile``.
+
+The lock is plain JSON (``docs/lock-format.md``). Everything an install needs is in
+it: the direct requirements per installer, the pinned transitive closure with hashes
+where the index has them, entrypoints, mode and the interpreter it was made for. It
+holds no timestamp, so the same plan and pins give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from hpm_boot import __version__, payload
+from hpm_boot.errors import DataError, InstallerFailedError, InstallerMissingError, NotFoundError
+from hpm_boot.manifest import GitSource, LocalSource, PypiSource, UrlSource
+from hpm_boot.resolve import Plan, PlannedPackage
+from hpm_boot.uvbin import find_uv
+
+LOCK_VERSION = 1
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class LockedPackage(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """A package of the plan, as the installer will be asked for it."""
+
+    name: str
+    version: str
+    manager: str
+    requirement: str  # one requirements.txt line, e.g. "x @ git+https://h/x@<sha>" or "-e /p"
+    source: str  # git | pypi | url | local
+    source_mode: str
+    commit: str | None = None  # git: the full SHA the ref pointed at when locked
+    ref: str | None = None
+    path: str | None = None  # local: absolute path
+    editable: bool = False
+    extras: list[str] = msgspec.field(default_factory=list)
+    entrypoints: dict[str, str] = msgspec.field(default_factory=dict)
+    channels: list[str] = msgspec.field(default_factory=list)
+
+
+class Pin(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """One distribution of the transitive closure, exactly as ``uv pip compile`` pinned it."""
+
+    name: str
+    version: str | None = None  # None for direct references (git, url, path)
+    url: str | None = None  # direct reference: git+…@sha, file://…, https://…
+    editable: bool = False
+    hashes: list[str] = msgspec.field(default_factory=list)
+    markers: str | None = None
+
+
+class Target(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    python_version: str  # "3.12"
+    python_platform: str | None = None  # uv's --python-platform, when given
+
+
+class Lock(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    version: int
+    hpm: str
+    mode: str
+    target: Target
+    plan_digest: str
+    packages: list[LockedPackage]
+    pins: list[Pin]
+
+
+# ---------------------------------------------------------------- git
+
+
+def resolve_git_ref(url: str, ref: str, package: str) -> str:
+    """The full commit SHA ``ref`` (tag, branch or SHA) points at, asked of the remote."""
+    if _SHA.match(ref):
+        return ref
+    try:
+        out = subprocess.run(
+            ["git", "ls-remote", "--", url, f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}",
+             f"refs/heads/{ref}", ref],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except FileNotFoundError:
+        raise InstallerMissingError("git is not installed; it is needed to lock git sources") from None
+    except subprocess.TimeoutExpired:
+        raise InstallerFailedError(f"{package}: git ls-remote {url} timed out after 120 s") from None
+    if out.returncode != 0:
+        raise NotFoundError(
+            f"{package}: cannot read git repository {url}",
+            (out.stderr.strip() or f"git ls-remote exited {out.returncode}"),
+        )
+    refs = dict(reversed(line.split("\t", 1)) for line in out.stdout.splitlines() if "\t" in line)
+    for name in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
+        if name in refs:
+            return refs[name]
+    raise NotFoundError(
+        f"{package}: git ref {ref!r} not found in {url}",
+        "give an existing tag, branch or full commit SHA in sources.prod.ref",
+    )
+
+
+# ---------------------------------------------------------------- requirements
+
+
+def _extras(p: PlannedPackage) -> str:
+    return f"[{','.join(p.extras)}]" if p.extras else ""
+
+
+def lock_package(p: PlannedPackage) -> LockedPackage:
+    """Freeze one planned package: git refs become SHAs, paths stay absolute paths."""
+    common: dict[str, Any] = {
+        "name": p.name, "version": p.version, "manager": p.manager, "source_mode": p.source_mode,
+        "extras": p.extras, "entrypoints": p.entrypoints,
+    }
+    source = p.source
+    if isinstance(source, GitSource):
+        sha = resolve_git_ref(source.url, source.ref, p.name)
+        sub = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
+        return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ git+{source.url}@{sha}{sub}",
+                             source="git", commit=sha, ref=source.ref)
+    if isinstance(source, PypiSource):
+        dist = source.package or p.name
+        spec = source.version or f"=={p.version}"
+        if p.manager == "conda":
+            return LockedPackage(**common, requirement=f"{dist}{spec}", source="pypi")
+        return LockedPackage(**common, requirement=f"{dist}{_extras(p)}{spec}", source="pypi")
+    if isinstance(source, UrlSource):
+        frag = f"#sha256={source.sha256}" if source.sha256 else ""
+        return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ {source.url}{frag}",
+                             source="url")
+    assert isinstance(source, LocalSource)
+    path = p.path or source.path
+    if source.editable:
+        return LockedPackage(**common, requirement=f"-e {path}{_extras(p)}", source="local",
+                             path=path, editable=True)
+    return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ {Path(path).as_uri()}",
+                         source="local", path=path)
+
+
+def parse_compiled(text: str) -> list[Pin]:
+    """Parse ``uv pip compile`` output (requirements.txt with hashes) into pins."""
+    pins: list[Pin] = []
+    for raw in _logical_lines(text):
+        parts = raw.split(" --hash=")
+        line, hashes = parts[0].strip(), sorted(h.strip() for h in parts[1:])
+        if not line:
+            continue
+        editable = line.startswith("-e ")
+        if editable:
+            url = line[3:].strip()
+            pins.append(Pin(name=_name_from_path(url), url=url, editable=True, hashes=hashes))
+            continue
+        line, _, markers = line.partition(" ; ")
+        if " @ " in line:
+            name, _, url = line.partition(" @ ")
+            pins.append(Pin(name=_norm(name), url=url.strip(), hashes=hashes, markers=markers or None))
+        elif "==" in line:
+            name, _, version = line.partition("==")
+            pins.append(Pin(name=_norm(name), version=version.strip(), hashes=hashes,
+                            markers=markers or None))
+        else:
+            raise DataError(f"unexpected line in uv pip compile output: {raw!r}")
+    return sorted(pins, key=lambda pin: (pin.name, pin.markers or ""))
+
+
+def _logical_lines(text: str) -> list[str]:
+    out: list[str] = []
+    current = ""
+    for line in text.splitlines():
+        stripped = line.split("#", 1)[0] if not line.lstrip().startswith("--hash") else line
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        current += " " + stripped.strip().rstrip("\\").strip()
+        if not line.rstrip().endswith("\\"):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
+
+
+def _norm(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name.split("[", 1)[0].strip())
+
+
+def _name_from_path(url: str) -> str:
+    return _norm(Path(url.removeprefix("file://").rstrip("/")).name)
+
+
+# ---------------------------------------------------------------- compile
+
+
+def compile_pins(
+    requirements: Sequence[str],
+    target: Target,
+    uv: str,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> list[Pin]:
+    """The pinned closure of ``requirements`` for ``target``, by ``uv pip compile``."""
+    if not requirements:
+        return []
+    cmd = [uv, "pip", "compile", "-", "--generate-hashes", "--no-header", "--no-annotate",
+           "--quiet", "--python-version", target.python_version, *extra_args]
+    if target.python_platform:
+        cmd += ["--python-platform", target.python_platform]
+    try:
+        out = subprocess.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
+                             env=dict(env if env is not None else os.environ))
+    except FileNotFoundError:
+        raise InstallerMissingError(f"uv not found at {uv}", "install uv or set HPM_UV") from None
+    if out.returncode != 0:
+        raise InstallerFailedError(
+            f"uv pip compile failed (exit {out.returncode}): {_first_error(out.stderr)}",
+            out.stderr.strip(),
+        )
+    return parse_compiled(out.stdout)
+
+
+def _first_error(stderr: str) -> str:
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Resolved", "Using", "warning:")):
+            return line.removeprefix("error: ").removeprefix("×").strip()
+    return "see the output above"
+
+
+def plan_digest(plan: Plan) -> str:
+    """A digest of what the lock was made from, independent of where the registry lives."""
+    data = msgspec.to_builtins(plan)
+    data.pop("registry", None)
+    data.pop("warnings", None)
+    for p in data["packages"]:
+        p.pop("manifest", None)
+    return payload.digest(data)
+
+
+def default_target(python_version: str | None, python_platform: str | None) -> Target:
+    version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
+        raise DataError(f"--python-version {version!r}: expected a version like 3.12")
+    return Target(python_version=version, python_platform=python_platform)
+
+
+def make_lock(
+    plan: Plan,
+    target: Target,
+    uv: str | None = None,
+    uv_args: Sequence[str] = (),
+) -> Lock:
+    """Freeze ``plan`` for ``target``: resolve git SHAs, compile the closure with uv."""
+    packages = [lock_package(p) for p in plan.packages]
+    requirements = [p.requirement for p in packages if p.manager in ("uv", "pip")]
+    pins = compile_pins(requirements, target, uv or find_uv(), uv_args) if requirements else []
+    return Lock(
+        version=LOCK_VERSION,
+        hpm=__version__,
+        mode=plan.mode,
+        target=target,
+        plan_digest=plan_digest(plan),
+        packages=packages,
+        pins=pins,
+    )
+
+
+def to_dict(lock: Lock) -> dict[str, Any]:
+    return msgspec.to_builtins(lock)
+
+
+def to_json(lock: Lock) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(lock, order="sorted"), indent=2) + b"\n"
+
+
+def from_dict(data: Any, source: str) -> Lock:
+    """Check a decoded lock's shape; anything else is DataError (65) saying what was found."""
+    if not isinstance(data, dict):
+        raise DataError(f"{source}: expected a lock object, got {type(data).__name__}")
+    version = data.get("version")
+    if version != LOCK_VERSION:
+        raise DataError(f"{source}: lock format version {version!r}; this hpm reads version {LOCK_VERSION}",
+                        "make the lock again with this hpm (hpm lock)")
+    try:
+        return msgspec.convert(data, Lock, strict=True)
+    except msgspec.ValidationError as exc:
+        raise DataError(f"{source}: not a valid lock: {exc}") from None
+
+
+def host_platform() -> str:
+    return sysconfig.get_platform()
