@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and pathlib cost milliseconds: never imported at run time
+    from typing import Any, NoReturn
 
 _loader = globals().get("__loader__")
 #: Path of the running ``hpm.pyz``, or None when hpm runs from a source tree or a wheel.
@@ -40,10 +42,18 @@ def main() -> NoReturn:
     setup()
     try:
         from hpm_boot.__main__ import main as hpm_main
-    except (zipimport.ZipImportError, zlib.error, EOFError) as exc:
+
+        code = hpm_main()
+    except (zipimport.ZipImportError, zlib.error) as exc:
+        tb, frames = exc.__traceback__, []
+        while tb:
+            frames.append(tb.tb_frame.f_code.co_filename)
+            tb = tb.tb_next
+        if not isinstance(exc, zipimport.ZipImportError) and "<frozen zipimport>" not in frames:
+            raise  # a zlib error of hpm's own work, not of reading this archive
         sys.stderr.write(_DAMAGED.format(ARCHIVE, exc))
         sys.exit(65)
-    sys.exit(hpm_main())
+    sys.exit(code)
 
 
 def build_info() -> dict[str, Any]:
@@ -134,36 +144,36 @@ def select_wheel(names: list[str], dist: str = "msgspec") -> str | None:
 # -- the cache of extracted wheels ------------------------------------------------------
 
 
-def cache_places() -> list[Path]:
+def cache_places() -> list[str]:
     """Where extracted wheels may live, in order of preference."""
     import tempfile
 
-    env = os.environ
-    places = [Path(env["HPM_CACHE"])] if env.get("HPM_CACHE") else []
+    env, join = os.environ, os.path.join
+    places = [env["HPM_CACHE"]] if env.get("HPM_CACHE") else []
     if env.get("XDG_CACHE_HOME"):
-        places.append(Path(env["XDG_CACHE_HOME"]) / "hpm")
+        places.append(join(env["XDG_CACHE_HOME"], "hpm"))
     if (home := os.path.expanduser("~")) != "~":
-        places.append(Path(home) / ".cache" / "hpm")
+        places.append(join(home, ".cache", "hpm"))
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return [*places, Path(tempfile.gettempdir()) / f"hpm-{uid}"]
+    return [*places, join(tempfile.gettempdir(), f"hpm-{uid}")]
 
 
-def _problem(place: Path, probe: bool) -> str | None:
+def _problem(place: str, probe: bool) -> str | None:
     """Why ``place`` cannot hold loadable extensions (None: it can)."""
     import tempfile
 
     try:
         if probe:
-            os.makedirs(place / "wheels", mode=0o700, exist_ok=True)
+            os.makedirs(place, mode=0o700, exist_ok=True)
+            os.makedirs(os.path.join(place, "wheels"), mode=0o700, exist_ok=True)
         st = os.stat(place)
-        if place.name.startswith("hpm-") and place.parent == Path(tempfile.gettempdir()):
-            uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
-            if st.st_uid != uid or st.st_mode & 0o022:
-                return "not owned by you or writable by others"
+        uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
+        if place == cache_places()[-1] and (st.st_uid != uid or st.st_mode & 0o022):
+            return "not owned by you or writable by others"  # in the shared temp dir
         if hasattr(os, "statvfs") and os.statvfs(place).f_flag & getattr(os, "ST_NOEXEC", 0):
             return "mounted noexec"
         if probe:
-            fd, name = tempfile.mkstemp(dir=place / "wheels", prefix=".probe-")
+            fd, name = tempfile.mkstemp(dir=os.path.join(place, "wheels"), prefix=".probe-")
             os.close(fd)
             os.unlink(name)
     except OSError as exc:
@@ -176,61 +186,59 @@ def _wheels() -> dict[str, dict[str, Any]]:
 
 
 def _key(wheel: dict[str, Any]) -> str:
-    return "-".join(wheel["file"].split("-")[:2] + [wheel["sha256"][:24]])
+    return "-".join([*wheel["file"].split("-")[:2], wheel["sha256"][:24]])
 
 
-def extracted_dir(wheel: dict[str, Any]) -> Path:
+def extracted_dir(wheel: dict[str, Any]) -> str:
     """Directory holding the extracted ``wheel``: found in a cache place, or made there."""
     places, key = cache_places(), _key(wheel)
     for place in places:  # a warm cache (even read-only, e.g. made at image build time)
-        if (place / "wheels" / key).is_dir() and _problem(place, probe=False) is None:
-            return place / "wheels" / key
+        found = os.path.join(place, "wheels", key)
+        if os.path.isdir(found) and _problem(place, probe=False) is None:
+            return found
     problems = []
     for place in places:
         problem = _problem(place, probe=True)
         if problem is None:
-            return _extract(wheel, place / "wheels", key)
+            return _extract(wheel, os.path.join(place, "wheels"), key)
         problems.append(f"{place}: {problem}")
     from hpm_boot.errors import NotWritableError
 
     raise NotWritableError(
-        "hpm: no cache directory to unpack msgspec into; set HPM_CACHE to a writable, "
-        "exec-allowed directory",
+        "no cache directory to unpack msgspec into; set HPM_CACHE to a writable, exec-allowed directory",
         "\n".join(problems),
     )
 
 
-def _extract(wheel: dict[str, Any], parent: Path, key: str) -> Path:
+def _extract(wheel: dict[str, Any], parent: str, key: str) -> str:
     import hashlib
     import io
     import shutil
     import tempfile
     import zipfile
 
-    final = parent / key
-    with open(parent / f"{key}.lock", "a") as lock:
+    final = os.path.join(parent, key)
+    with open(f"{final}.lock", "a") as lock:
         try:
             import fcntl
 
             fcntl.flock(lock, fcntl.LOCK_EX)
         except ImportError:  # no flock (Windows): the atomic rename alone decides
             pass
-        if final.is_dir():  # another process won the race
+        if os.path.isdir(final):  # another process won the race
             return final
-        data = b"".join(
-            _loader.get_data(f"_wheels/{wheel['file']}/{i}") for i in range(wheel["parts"])
-        )
+        data = b"".join(_loader.get_data(f"_wheels/{wheel['file']}/{i}") for i in range(wheel["parts"]))
         if hashlib.sha256(data).hexdigest() != wheel["sha256"]:
             from hpm_boot.errors import DataError
 
-            raise DataError(_DAMAGED.format(ARCHIVE, f"{wheel['file']} fails its digest").strip())
+            raise DataError(_DAMAGED.format(ARCHIVE, f"{wheel['file']} fails its digest")[5:-1])
         tmp = tempfile.mkdtemp(prefix=f".{key}-", dir=parent)
         try:
             zipfile.ZipFile(io.BytesIO(data)).extractall(tmp)
             os.rename(tmp, final)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
-            if not final.is_dir():
+            if not os.path.isdir(final):
                 raise
     return final
 
@@ -248,15 +256,15 @@ class _WheelFinder:
         if name is None:
             from hpm_boot.errors import NotFoundError
 
-            py, _ = interpreter_tag()
+            py, abi = interpreter_tag()
             plat = platform_tags()[0]
             raise NotFoundError(
-                f"hpm: this hpm.pyz has no msgspec wheel for {py}-{plat}; make one with: "
+                f"this hpm.pyz has no msgspec wheel for {py}-{abi}-{plat}; build one with: "
                 + _BUILD_CMD.format(plat=_short_platform(plat), py=f"{py[2]}.{py[3:]}"),
                 "wheels in this pyz:\n  " + "\n  ".join(sorted(wheels)),
             )
+        directory = extracted_dir(wheels[name])
         sys.meta_path.remove(self)
-        directory = str(extracted_dir(wheels[name]))
         sys.path.insert(0, directory)  # also makes its dist-info visible to importlib.metadata
         return PathFinder.find_spec(fullname, [directory])
 
@@ -282,14 +290,13 @@ def self_check_info() -> dict[str, Any]:
         "platform": plats[0],
         "platform_tags": len(plats),
         "build": build_info(),
-        "cache_places": {str(p): _problem(p, probe=False) or "ok" for p in cache_places()},
+        "cache_places": {p: _problem(p, probe=False) or "ok" for p in cache_places()},
     }
     if ARCHIVE is not None:
         wheels = _wheels()
         name = select_wheel(sorted(wheels))
         info["msgspec_wheel"] = name
         if name:
-            key = _key(wheels[name])
-            found = [p / "wheels" / key for p in cache_places() if (p / "wheels" / key).is_dir()]
-            info["msgspec_dir"] = str(found[0]) if found else None
+            dirs = [os.path.join(p, "wheels", _key(wheels[name])) for p in cache_places()]
+            info["msgspec_dir"] = next((d for d in dirs if os.path.isdir(d)), None)
     return info

@@ -1,0 +1,327 @@
+"""hpm.pyz: a reproducible build; msgspec, yaml and packaging importable from it on every
+Python; a cache that racing processes share; fallbacks and clear errors.
+
+The wheels come from ``build/wheels`` (``HPM_WHEELS`` overrides it), which
+``python build_zipapp.py --download-only`` fills; what is missing there is downloaded
+once, in the session fixture, before any build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import build_zipapp
+from hpm_boot import _pyz
+
+ROOT = Path(__file__).resolve().parents[1]
+PYENV = Path.home() / ".pyenv" / "versions"
+VERSIONS = ("3.10", "3.11", "3.12", "3.13")
+ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+    platform.machine().lower(), platform.machine()
+)
+OTHER_PLATFORM = "musllinux_aarch64" if ARCH == "x86_64" else "musllinux_x86_64"
+PROBE = """\
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import hpm_boot._pyz as p
+p.setup()
+from hpm_boot.errors import HpmError
+try:
+    import msgspec, yaml, packaging.version
+except HpmError as exc:
+    print(json.dumps({"error": type(exc).__name__, "code": exc.exit_code,
+                      "message": exc.message, "details": exc.details}))
+    raise SystemExit(0)
+print(json.dumps({"msgspec": msgspec.__file__, "yaml": yaml.__file__,
+                  "libyaml": yaml.__with_libyaml__, "packaging": packaging.__file__,
+                  "roundtrip": msgspec.json.decode(msgspec.json.encode({"a": [1]})),
+                  "self_check": p.self_check_info()}))
+"""
+
+
+def python_for(version: str) -> str | None:
+    """An interpreter of ``version`` (X.Y): this one, or one under ~/.pyenv/versions."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return sys.executable
+    found = sorted(PYENV.glob(f"{version}.*/bin/python3"))
+    return str(found[-1]) if found else None
+
+
+@pytest.fixture(scope="session")
+def wheels_dir() -> Path:
+    """The wheel directory every build here uses (filled, if need be, once)."""
+    wheels = Path(os.environ.get("HPM_WHEELS") or ROOT / "build" / "wheels")
+    try:
+        build_zipapp.fetch_wheels(wheels, list(build_zipapp.PYTHONS), list(build_zipapp.PLATFORMS))
+    except build_zipapp.BuildError as exc:
+        pytest.fail(f"wheels for hpm.pyz: {exc}; run: python build_zipapp.py --download-only")
+    return wheels
+
+
+@pytest.fixture(scope="session")
+def pyz(tmp_path_factory: pytest.TempPathFactory, wheels_dir: Path) -> Path:
+    """A full hpm.pyz (all Pythons and platforms)."""
+    out = tmp_path_factory.mktemp("pyz") / "hpm.pyz"
+    build_zipapp.build(out, wheels_dir, offline=True)
+    return out
+
+
+def run_probe(python: str, archive: Path, env: dict[str, str], cwd: Path) -> dict:
+    done = subprocess.run(
+        [python, "-I", "-c", PROBE, str(archive)], capture_output=True, text=True, env=env, cwd=cwd
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def cache_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HPM_", "XDG_"))}
+    env.update({"HPM_CACHE": str(tmp_path / "cache"), **extra})
+    return env
+
+
+# -- the build ---------------------------------------------------------------------------
+
+
+def test_two_builds_are_byte_identical(pyz: Path, wheels_dir: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again.pyz"
+    build_zipapp.build(again, wheels_dir, offline=True)
+    assert again.read_bytes() == pyz.read_bytes()
+
+
+def test_source_date_epoch_and_modes(
+    wheels_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    out = tmp_path / "hpm.pyz"
+    build_zipapp.build(out, wheels_dir, ["3.12"], ["manylinux_x86_64"], offline=True)
+    with zipfile.ZipFile(out) as zf:
+        infos = zf.infolist()
+        assert {i.date_time for i in infos} == {(2023, 11, 14, 22, 13, 20)}
+        assert {i.external_attr >> 16 for i in infos} == {0o100644}
+        info = json.loads(zf.read("BUILD_INFO"))
+    assert info["source_date_epoch"] == 1700000000
+    assert out.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+
+
+def test_layout_and_build_info(pyz: Path) -> None:
+    with zipfile.ZipFile(pyz) as zf:
+        names = set(zf.namelist())
+        info = json.loads(zf.read("BUILD_INFO"))
+        main_py = zf.read("__main__.py").decode()
+    assert {"__main__.py", "BUILD_INFO", "hpm_boot/__init__.py", "hpm_boot/_pyz.py"} <= names
+    assert {"_vendor/yaml/__init__.py", "_vendor/packaging/tags.py"} <= names
+    assert not [n for n in names if n.endswith((".so", ".pyc")) or n.startswith("_vendor/_yaml")]
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hpm_boot").rglob("*.py")}
+    assert {n for n in names if n.startswith("hpm_boot/")} == sources
+    assert "hpm_boot._pyz" in main_py and len(main_py) < 1000
+    assert info["deps"] == build_zipapp.PINS
+    assert len(info["wheels"]) == len(build_zipapp.PYTHONS) * len(build_zipapp.PLATFORMS)
+    for wheel in info["wheels"]:
+        assert f"_wheels/{wheel['file']}/{wheel['parts'] - 1}" in names
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert info["commit"].removesuffix("-dirty") == (head.stdout.strip() or "unknown")
+
+
+def test_cli_errors() -> None:
+    assert build_zipapp.main(["--platform", "solaris_sparc", "--offline"]) == 1
+
+
+# -- the runtime -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_imports_from_the_pyz(version: str, pyz: Path, tmp_path: Path) -> None:
+    python = python_for(version)
+    if python is None:
+        pytest.skip(f"no Python {version} here")
+    out = run_probe(python, pyz, cache_env(tmp_path), tmp_path)
+    cache = tmp_path / "cache" / "wheels"
+    assert Path(out["msgspec"]).is_relative_to(cache)
+    assert out["yaml"].startswith(f"{pyz}/_vendor/yaml/") and out["libyaml"] is False
+    assert out["packaging"].startswith(f"{pyz}/_vendor/packaging/")
+    assert out["roundtrip"] == {"a": [1]}
+    assert out["self_check"]["interpreter"] == f"cp{version.replace('.', '')}"
+    assert out["self_check"]["msgspec_wheel"].startswith(f"msgspec-{build_zipapp.PINS['msgspec']}-cp")
+    # warm: same directory, nothing new extracted
+    assert run_probe(python, pyz, cache_env(tmp_path), tmp_path)["msgspec"] == out["msgspec"]
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
+
+
+def test_fifty_processes_race_on_a_cold_cache(pyz: Path, tmp_path: Path) -> None:
+    env = cache_env(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-I", "-c", PROBE, str(pyz)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for _ in range(50)
+    ]
+    results = [(p.wait(), *p.communicate()) for p in procs]
+    assert [r for r in results if r[0] != 0] == []
+    assert len({json.loads(out)["msgspec"] for _, out, _ in results}) == 1
+    entries = sorted(p.name for p in (tmp_path / "cache" / "wheels").iterdir())
+    dirs = [n for n in entries if (tmp_path / "cache" / "wheels" / n).is_dir()]
+    assert len(dirs) == 1 and not dirs[0].startswith(".")
+    assert entries == sorted([dirs[0], f"{dirs[0]}.lock"])  # no temp or probe leftovers
+
+
+def test_unusable_cache_falls_back(pyz: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = cache_env(tmp_path, HPM_CACHE=str(blocker / "cache"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    out = run_probe(sys.executable, pyz, env, tmp_path)
+    assert Path(out["msgspec"]).is_relative_to(tmp_path / "xdg" / "hpm" / "wheels")
+    if os.geteuid() != 0:  # root writes anywhere: a read-only directory only stops others
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        env["HPM_CACHE"] = str(ro)
+        out = run_probe(sys.executable, pyz, env, tmp_path)
+        assert Path(out["msgspec"]).is_relative_to(tmp_path / "xdg" / "hpm" / "wheels")
+
+
+def test_no_usable_cache_is_one_clear_error(pyz: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    (tmpdir / f"hpm-{os.getuid()}").write_text("")  # the temp-dir place is taken by a file
+    env = cache_env(
+        tmp_path,
+        HPM_CACHE=str(blocker / "c"),
+        XDG_CACHE_HOME=str(blocker / "x"),
+        HOME=str(blocker),
+        TMPDIR=str(tmpdir),
+    )
+    out = run_probe(sys.executable, pyz, env, tmp_path)
+    assert out["error"] == "NotWritableError" and out["code"] == 73
+    assert "HPM_CACHE" in out["message"] and str(blocker / "c") in out["details"]
+
+
+def test_a_platform_without_a_wheel_is_a_clear_error(wheels_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.pyz"
+    info = build_zipapp.build(other, wheels_dir, None, [OTHER_PLATFORM], offline=True)
+    assert info["size"] < 2_000_000  # one platform, five Pythons
+    out = run_probe(sys.executable, other, cache_env(tmp_path), tmp_path)
+    assert out["error"] == "NotFoundError" and out["code"] == 66
+    py = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert f"no msgspec wheel for cp{py.replace('.', '')}" in out["message"]
+    libc = "manylinux" if _pyz._glibc() else "musllinux"
+    assert f"build_zipapp.py --platform {libc}_{ARCH} --python {py}" in out["message"]
+
+
+def test_pyz_runs_and_shows_its_version(pyz: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(pyz), "--version"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "hpm" in done.stdout
+
+
+@pytest.mark.parametrize("cut", [2_000, 0.3, 0.5, 0.77, 0.99, -5_000, -100])
+def test_a_truncated_pyz_says_it_is_damaged(pyz: Path, tmp_path: Path, cut: float) -> None:
+    data = pyz.read_bytes()
+    end = int(cut * len(data)) if isinstance(cut, float) else cut % len(data)
+    short = tmp_path / "short.pyz"
+    short.write_bytes(data[:end])
+    done = subprocess.run([sys.executable, str(short), "--version"], capture_output=True, text=True)
+    assert done.returncode == 65
+    assert done.stderr == (
+        f"hpm: the file {short} is damaged (it ends too early: a cut-short download or copy); "
+        "download or build it again\n"
+    )
+
+
+def test_a_corrupted_member_says_it_is_damaged(pyz: Path, tmp_path: Path) -> None:
+    data = bytearray(pyz.read_bytes())
+    with zipfile.ZipFile(pyz) as zf:
+        member = zf.getinfo("hpm_boot/_pyz.py")
+    start = member.header_offset + 30 + len(member.filename) + 8
+    data[start : start + 32] = b"\xff" * 32
+    bad = tmp_path / "bad.pyz"
+    bad.write_bytes(data)
+    done = subprocess.run([sys.executable, str(bad), "--version"], capture_output=True, text=True)
+    assert done.returncode == 65
+    assert done.stderr.startswith(f"hpm: the file {bad} is damaged (") and done.stderr.count("\n") == 1
+
+
+def test_a_corrupted_wheel_fails_its_digest(pyz: Path, tmp_path: Path) -> None:
+    data = bytearray(pyz.read_bytes())
+    wheel = _pyz.select_wheel(
+        [w["file"] for w in json.loads(zipfile.ZipFile(pyz).read("BUILD_INFO"))["wheels"]]
+    )
+    with zipfile.ZipFile(pyz) as zf:
+        member = zf.getinfo(f"_wheels/{wheel}/0")
+    start = member.header_offset + 30 + len(member.filename) + 1000
+    data[start : start + 4] = b"\x00\x01\x02\x03"
+    bad = tmp_path / "bad.pyz"
+    bad.write_bytes(data)
+    out = run_probe(sys.executable, bad, cache_env(tmp_path), tmp_path)
+    assert out["error"] == "DataError" and out["code"] == 65
+    assert "fails its digest" in out["message"]
+
+
+# -- pieces of _pyz, in process ----------------------------------------------------------
+
+
+def test_select_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [
+        "msgspec-0.22.0-cp312-cp312-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        "msgspec-0.22.0-cp312-cp312-musllinux_1_2_x86_64.whl",
+        "msgspec-0.22.0-cp312-cp312-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
+        "msgspec-0.22.0-cp313-cp313-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    ]
+    monkeypatch.setattr(_pyz, "interpreter_tag", lambda: ("cp312", "cp312"))
+    monkeypatch.setattr(_pyz, "platform_tags", lambda: ["manylinux_2_36_x86_64", "manylinux_2_17_x86_64"])
+    assert _pyz.select_wheel(names) == names[0]
+    monkeypatch.setattr(_pyz, "platform_tags", lambda: ["musllinux_1_2_x86_64", "musllinux_1_1_x86_64"])
+    assert _pyz.select_wheel(names) == names[1]
+    monkeypatch.setattr(_pyz, "platform_tags", lambda: ["manylinux_2_12_x86_64"])  # glibc too old
+    assert _pyz.select_wheel(names) is None
+    monkeypatch.setattr(_pyz, "interpreter_tag", lambda: ("cp313", "cp313t"))  # free-threaded
+    monkeypatch.setattr(_pyz, "platform_tags", lambda: ["manylinux_2_17_x86_64"])
+    assert _pyz.select_wheel(names) is None
+
+
+def test_platform_tags_of_this_machine() -> None:
+    tags = _pyz.platform_tags()
+    assert tags[-1] == f"linux_{ARCH}"
+    if _pyz._glibc():
+        assert tags[0].startswith("manylinux_2_") and f"manylinux2014_{ARCH}" in tags
+
+
+def test_noexec_place_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoExec:
+        f_flag = os.ST_NOEXEC
+
+    assert _pyz._problem(str(tmp_path), probe=True) is None
+    monkeypatch.setattr(os, "statvfs", lambda path: NoExec())
+    assert _pyz._problem(str(tmp_path), probe=True) == "mounted noexec"
+
+
+def test_cache_places_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HPM_CACHE", "/c")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/x")
+    monkeypatch.setenv("HOME", "/h")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    assert _pyz.cache_places() == ["/c", "/x/hpm", "/h/.cache/hpm", f"{tmp_path}/hpm-{os.getuid()}"]
+
+
+def test_build_info_outside_a_pyz() -> None:
+    from hpm_boot import __version__
+
+    assert _pyz.ARCHIVE is None
+    assert _pyz.build_info()["version"] == __version__ and _pyz.build_info()["commit"] == "unknown"
