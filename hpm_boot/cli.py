@@ -7,6 +7,7 @@ Every command is a function ``cmd_NAME(args, env) -> int``. Errors travel as
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -439,6 +440,19 @@ def print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None) -> Non
 # ---------------------------------------------------------------- parser
 
 
+# Commands that live in their own module: it defines add_arguments(parser) and
+# main(args, env) -> int, and keeps its module-level imports light.
+MODULE_COMMANDS: tuple[tuple[str, str, str, bool], ...] = (
+    ("shell", "hpm_boot.launch", "an interactive shell in the plan's ephemeral environment", True),
+    ("gc", "hpm_boot.gc", "remove stale ephemeral environments", False),
+    ("dev", "hpm_boot.dev", "plugin checkouts: checkout, status, pin", True),
+    ("smoke", "hpm_boot.smoke", "CI image smoke test: install, import, run smoke entrypoints, JUnit report",
+     True),
+    ("self-check", "hpm_boot.selfcheck", "report interpreter, msgspec wheel, cache and installer", False),
+    ("docker", "hpm_boot.dockerrun", "lock the selection and run an image with HPM_LOCK_B64 injected", True),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpm",
@@ -501,6 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--ephemeral", action="store_true",
                            help="run in a throwaway environment made by `uv run --project .hpm/ephemeral/<id>`")
             p.add_argument("cmd", nargs="*", metavar="CMD", help="the command to exec (after --)")
+    for name, module, text, select in MODULE_COMMANDS:
+        mod = importlib.import_module(module)
+        p = command(name, mod.main, text, select=select)
+        mod.add_arguments(p)
     return parser
 
 

@@ -1,0 +1,20 @@
+"""Placeholder for the `launch` command; being written."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+from hpm_boot.errors import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    raise UsageError("this command is not available yet")
+
+
+def run_ephemeral(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    raise UsageError("hpm run --ephemeral is not available yet")
