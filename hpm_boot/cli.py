@@ -56,8 +56,9 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def registry_dirs(args: argparse.Namespace, env: Env) -> list[Path]:
-    if args.registry:
-        return [Path(d) for d in args.registry]
+    given = (getattr(args, "global_registry", None) or []) + (getattr(args, "registry", None) or [])
+    if given:
+        return [Path(d) for d in given]
     if env.get("HPM_REGISTRY"):
         return [Path(d) for d in env["HPM_REGISTRY"].split(os.pathsep) if d]
     return [Path("registry")]
@@ -462,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print version and build, then exit")
+    parser.add_argument("-r", "--registry", dest="global_registry", action="append", metavar="DIR",
+                        help="registry directory, before the command (same as after it)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, func: Command, help: str, select: bool = True) -> argparse.ArgumentParser:
