@@ -97,6 +97,8 @@ def _ensure_venv(path: Path, python: str, uv: str, log: Log) -> boot.Environment
         raise NotWritableError(f"HPM_VENV={path} is a non-empty directory that is not a virtual environment",
                                "point HPM_VENV at an empty or missing directory, or at an existing venv")
     parent = path if path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # uv venv makes the missing directories
     if not os.access(parent, os.W_OK):
         raise NotWritableError(f"HPM_VENV={path}: {parent} is not writable by uid {os.getuid()}",
                                "mount a writable volume there")
