@@ -120,32 +120,53 @@ def specifier(text: str) -> SpecifierSet:
 
 
 def merge(base: Any, over: Any, base_pos: Positions, over_pos: Positions) -> Any:
-    """Deep-merge ``over`` onto ``base``; positions of replaced parts move with them."""
+    """Deep-merge ``over`` onto ``base`` (the one merge rule of hpm) and return the result.
+
+    Maps merge key by key; lists and scalars replace; a ``null`` value removes the
+    key (and in a part the overlay adds, a ``null`` key is simply left out). The
+    inputs are not changed. ``base_pos`` is updated to describe the result: parts
+    taken from ``over`` point at the overlay's lines, removed parts are forgotten.
+    """
     return _merge(base, over, base_pos, over_pos, ())
 
 
 def _merge(base: Any, over: Any, bpos: Positions, opos: Positions, path: FieldPath) -> Any:
     if not (isinstance(base, dict) and isinstance(over, dict)):
-        _drop_below(bpos, path)
-        bpos.update({p: v for p, v in opos.items() if p[: len(path)] == path})
-        return over
+        _forget(base, bpos, path)
+        return _take(over, bpos, opos, path)
     out = dict(base)
     for key, value in over.items():
-        sub = (*path, str(key))
+        sub = (*path, key)
         if value is None:
-            out.pop(key, None)
-            _drop_below(bpos, sub)
+            if key in out:
+                _forget(out.pop(key), bpos, sub)
         elif key in out:
             out[key] = _merge(out[key], value, bpos, opos, sub)
         else:
-            out[key] = value
-            bpos.update({p: v for p, v in opos.items() if p[: len(sub)] == sub})
+            out[key] = _take(value, bpos, opos, sub)
     return out
 
 
-def _drop_below(positions: Positions, path: FieldPath) -> None:
-    for p in [p for p in positions if p[: len(path)] == path and len(p) > len(path)]:
-        del positions[p]
+def _take(value: Any, bpos: Positions, opos: Positions, path: FieldPath) -> Any:
+    """``value`` from the overlay, without null map entries; its positions go along."""
+    if path in opos:
+        bpos[path] = opos[path]
+    if isinstance(value, dict):
+        return {k: _take(v, bpos, opos, (*path, k)) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_take(v, bpos, opos, (*path, i)) for i, v in enumerate(value)]
+    return value
+
+
+def _forget(value: Any, positions: Positions, path: FieldPath) -> None:
+    """Drop the positions of ``value`` (found at ``path``) and everything below it."""
+    positions.pop(path, None)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _forget(v, positions, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _forget(v, positions, (*path, i))
 
 
 _TYPE_WORDS = {
@@ -183,8 +204,8 @@ def _problem_from_msgspec(exc: msgspec.ValidationError, positions: Positions, fi
         path = (*path, unknown.group(1))
         msg = "unknown field (check its spelling against the manifest format)"
     elif missing:
-        field = missing.group(1)
-        msg = f"missing required field '{field}'"
+        path = (*path, missing.group(1))
+        msg = "required field is missing"
     else:
         msg = re.sub(
             r"Expected `([^`]+)`, got `([^`]+)`",
@@ -192,6 +213,8 @@ def _problem_from_msgspec(exc: msgspec.ValidationError, positions: Positions, fi
             msg,
         )
         msg = re.sub(r"Invalid enum value (.+)", r"invalid value \1", msg)
+        if path[-1:] == ("type",) and path[:1] == ("sources",):
+            msg += " (expected git, pypi, url or local)"
         msg = msg[:1].lower() + msg[1:]
     return Problem(positions.find(path) or file, yamlpos.format_path(path), msg)
 
@@ -223,34 +246,80 @@ class ProblemError(Exception):
         self.problems = problems
 
 
+def _check_fields(data: dict[str, Any], at: Any) -> Iterator[Problem]:
+    """Checks of name, version, provides, groups, requires and conflicts.
+
+    ``data`` may be raw YAML data that failed the schema elsewhere: a field of the
+    wrong type is skipped here (the schema error reports it), so one run reports
+    as many problems of a file as can be found.
+    """
+    name = data.get("name")
+    if isinstance(name, str) and not _NAME.match(name):
+        yield Problem(
+            at("name"),
+            "name",
+            f"invalid package name {name!r} (PEP 508 names: "
+            "letters, digits, '.', '-', '_', starting and ending alphanumeric)",
+        )
+    version = data.get("version")
+    if isinstance(version, str):
+        try:
+            Version(version)
+        except InvalidVersion:
+            yield Problem(
+                at("version"), "version", f"invalid PEP 440 version {version!r} (e.g. 1.2.0, 0.3.0rc1)"
+            )
+    for key in ("provides", "groups"):
+        values = data.get(key)
+        for i, value in enumerate(values if isinstance(values, list) else []):
+            if isinstance(value, str) and not _NAME.match(value):
+                yield Problem(at(key, i), f"{key}[{i}]", f"invalid name {value!r}")
+    for key in ("requires", "conflicts"):
+        deps = data.get(key)
+        if not isinstance(deps, dict):
+            continue
+        for dep, spec in deps.items():
+            if not _NAME.match(dep):
+                yield Problem(at(key, dep), f"{key}.{dep}", f"invalid package name {dep!r}")
+            if not isinstance(spec, str):
+                continue
+            try:
+                specifier(spec)
+            except InvalidSpecifier:
+                yield Problem(
+                    at(key, dep),
+                    f"{key}.{dep}",
+                    f'invalid PEP 440 specifier {spec!r} (e.g. ">=1.2,<2" or "*")',
+                )
+        if isinstance(name, str) and canonicalize_name(name) in {canonicalize_name(d) for d in deps}:
+            yield Problem(at(key), key, f"{name} names itself")
+
+
+def check_partial(data: Any, positions: Positions, file: Path) -> list[Problem]:
+    """The field checks of ``check_manifest`` on raw data that failed the schema."""
+    if not isinstance(data, dict):
+        return []
+    data = yamlpos.unwrap_numbers(data, _STRING_PATHS)
+    return list(_check_fields(data, lambda *path: positions.find(path) or file))
+
+
 def check_manifest(m: Manifest, positions: Positions, file: Path) -> Iterator[Problem]:
     """Semantic checks that the schema cannot express."""
 
     def at(*path: str | int) -> Position | Path:
         return positions.find(path) or file
 
-    if not _NAME.match(m.name):
-        yield Problem(at("name"), "name", f"invalid package name {m.name!r} (PEP 508 names)")
-    try:
-        Version(m.version)
-    except InvalidVersion:
-        yield Problem(at("version"), "version", f"invalid PEP 440 version {m.version!r}")
-    for key in ("provides", "groups"):
-        for i, value in enumerate(getattr(m, key)):
-            if not _NAME.match(value):
-                yield Problem(at(key, i), f"{key}[{i}]", f"invalid name {value!r}")
-    for key in ("requires", "conflicts"):
-        for dep, spec in getattr(m, key).items():
-            if not _NAME.match(dep):
-                yield Problem(at(key, dep), f"{key}.{dep}", f"invalid package name {dep!r}")
-            try:
-                specifier(spec)
-            except InvalidSpecifier:
-                yield Problem(
-                    at(key, dep), f"{key}.{dep}", f"invalid PEP 440 specifier {spec!r} (e.g. \">=1.2,<2\")"
-                )
-        if canonicalize_name(m.name) in {canonicalize_name(d) for d in getattr(m, key)}:
-            yield Problem(at(key), key, f"{m.name} names itself")
+    yield from _check_fields(
+        {
+            "name": m.name,
+            "version": m.version,
+            "provides": m.provides,
+            "groups": m.groups,
+            "requires": m.requires,
+            "conflicts": m.conflicts,
+        },
+        at,
+    )
     for mode in MODES:
         source = getattr(m.sources, mode)
         if isinstance(source, PypiSource) and source.version is not None:
@@ -260,18 +329,23 @@ def check_manifest(m: Manifest, positions: Positions, file: Path) -> Iterator[Pr
                 yield Problem(
                     at("sources", mode, "version"),
                     f"sources.{mode}.version",
-                    f"invalid PEP 440 specifier {source.version!r} (e.g. \"==1.2.0\")",
+                    f'invalid PEP 440 specifier {source.version!r} (e.g. "==1.2.0")',
                 )
-        if isinstance(source, UrlSource) and source.sha256 is not None:
-            if not re.fullmatch(r"[0-9a-f]{64}", source.sha256):
-                yield Problem(
-                    at("sources", mode, "sha256"),
-                    f"sources.{mode}.sha256",
-                    "expected 64 lowercase hex digits",
-                )
+        if (
+            isinstance(source, UrlSource)
+            and source.sha256 is not None
+            and not re.fullmatch(r"[0-9a-f]{64}", source.sha256)
+        ):
+            yield Problem(
+                at("sources", mode, "sha256"),
+                f"sources.{mode}.sha256",
+                "expected 64 lowercase hex digits",
+            )
     for ep, cmd in m.entrypoints.items():
         if not cmd.strip():
             yield Problem(at("entrypoints", ep), f"entrypoints.{ep}", "empty command")
     for i, extra in enumerate(m.install_args.extras):
         if not _NAME.match(extra):
-            yield Problem(at("install_args", "extras", i), f"install_args.extras[{i}]", f"invalid extra {extra!r}")
+            yield Problem(
+                at("install_args", "extras", i), f"install_args.extras[{i}]", f"invalid extra {extra!r}"
+            )

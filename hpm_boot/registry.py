@@ -30,10 +30,11 @@ from hpm_boot.manifest import (
     RegistryConfig,
     Source,
     check_manifest,
+    check_partial,
     convert,
     merge,
 )
-from hpm_boot.yamlpos import Positions
+from hpm_boot.yamlpos import Position, Positions, YamlError
 
 CONFIG_NAMES = ("hpm-registry.yaml", "hpm-registry.yml")
 _OVERLAY = re.compile(r"^(?P<stem>.+)\.(?P<kind>dev|local)\.ya?ml$")
@@ -82,8 +83,10 @@ class Registry:
     entries: dict[str, Entry]
     config: RegistryConfig
     config_files: tuple[Path, ...] = ()
+    config_positions: Positions = field(default_factory=Positions, compare=False, repr=False)
 
     def get(self, name: str) -> Entry | None:
+        """The entry named ``name`` (any spelling that normalizes alike), or None."""
         return self.entries.get(canonicalize_name(name))
 
     def virtuals(self) -> dict[str, list[str]]:
@@ -101,9 +104,7 @@ class Registry:
             for group in entry.manifest.groups:
                 out.setdefault(canonicalize_name(group), set()).add(name)
         for group, members in self.config.groups.items():
-            out.setdefault(canonicalize_name(group), set()).update(
-                canonicalize_name(m) for m in members
-            )
+            out.setdefault(canonicalize_name(group), set()).update(canonicalize_name(m) for m in members)
         return {g: sorted(m) for g, m in sorted(out.items())}
 
 
@@ -120,10 +121,8 @@ def _scan(directory: Path) -> _Files:
     paths: list[Path] = []
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        paths.extend(
-            Path(root, f) for f in files if f.endswith((".yaml", ".yml")) and not f.startswith(".")
-        )
-    paths.sort()
+        paths.extend(Path(root, f) for f in files if f.endswith((".yaml", ".yml")) and not f.startswith("."))
+    paths.sort(key=lambda p: p.parts)  # never the file system's listing order
     bases = {p for p in paths if p.name not in CONFIG_NAMES and not _OVERLAY.match(p.name)}
     for path in paths:
         if path.name in CONFIG_NAMES:
@@ -173,14 +172,18 @@ def _read_entry(base: Path, overlays: dict[str, Path], mode: Mode) -> Entry:
         if isinstance(data, dict):
             data = merge(data, over, positions, over_pos)
         used.append(overlay)
-    manifest = convert(data, positions, base, Manifest)
+    try:
+        manifest = convert(data, positions, base, Manifest)
+    except ProblemError as exc:
+        raise ProblemError(exc.problems + check_partial(data, positions, base)) from None
     problems = list(check_manifest(manifest, positions, base))
     if problems:
         raise ProblemError(problems)
     return Entry(manifest, base, tuple(used), positions)
 
 
-def _read_config(files: Sequence[Path]) -> tuple[RegistryConfig, list[Problem]]:
+def _read_config(files: Sequence[Path]) -> tuple[RegistryConfig, Positions, list[Problem]]:
+    """Merge every ``hpm-registry.yaml`` in registry order (later directories win)."""
     data: dict[str, Any] = {}
     positions = Positions()
     problems: list[Problem] = []
@@ -189,15 +192,23 @@ def _read_config(files: Sequence[Path]) -> tuple[RegistryConfig, list[Problem]]:
             raw, pos = yamlpos.load(path)
             if raw is None:
                 continue
-            convert(raw, pos, path, RegistryConfig)  # check each file on its own
+            # Check each file on its own; a null is legal (it removes what an earlier
+            # directory's file set), so it is left out of this check.
+            convert(_without_nulls(raw), pos, path, RegistryConfig)
             data = merge(data, raw, positions, pos)
         except ProblemError as exc:
             problems.extend(exc.problems)
-        except DataError as exc:
-            problems.append(Problem(path, "", exc.message.removeprefix(f"{path}: ")))
+        except YamlError as exc:
+            problems.append(Problem(exc.where, "", exc.problem))
     if problems or not data:
-        return RegistryConfig(), problems
-    return convert(data, positions, files[-1], RegistryConfig), problems
+        return RegistryConfig(), positions, problems
+    return convert(data, positions, files[-1], RegistryConfig), positions, problems
+
+
+def _without_nulls(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_nulls(v) for k, v in data.items() if v is not None}
+    return data
 
 
 def _check_registry(registry: Registry) -> list[Problem]:
@@ -208,37 +219,66 @@ def _check_registry(registry: Registry) -> list[Problem]:
         if virtual in registry.entries and virtuals[virtual] != [virtual]:
             entry = registry.entries[virtual]
             problems.append(
-                Problem(entry.file, "name", f"{virtual} is both a package and a virtual provided by "
-                        f"{', '.join(virtuals[virtual])}")
+                Problem(
+                    entry.positions.find(("name",)) or entry.file,
+                    "name",
+                    f"{virtual} is both a package and a virtual provided by {', '.join(virtuals[virtual])}",
+                )
             )
     for entry in registry.entries.values():
         for dep in entry.manifest.requires:
             if canonicalize_name(dep) not in names:
                 problems.append(
-                    Problem(entry.positions.find(("requires", dep)) or entry.file, f"requires.{dep}",
-                            f"no package or virtual named {dep!r} in the registry")
+                    Problem(
+                        entry.positions.find(("requires", dep)) or entry.file,
+                        f"requires.{dep}",
+                        f"no package or virtual named {dep!r} in the registry",
+                    )
                 )
-    where = registry.config_files[-1] if registry.config_files else None
-    if where is not None:
-        for group, members in registry.config.groups.items():
-            for member in members:
-                if canonicalize_name(member) not in names:
-                    problems.append(Problem(where, f"groups.{group}", f"unknown package or virtual {member!r}"))
-        defaults = registry.config.defaults
-        for name in defaults.with_:
-            if canonicalize_name(name) not in names:
-                problems.append(Problem(where, "defaults.with", f"unknown package or virtual {name!r}"))
-        groups = registry.groups()
-        for name in defaults.groups:
-            if canonicalize_name(name) not in groups:
-                problems.append(Problem(where, "defaults.groups", f"unknown group {name!r}"))
-        for virtual, provider in defaults.providers.items():
-            if registry.get(provider) is None or canonicalize_name(virtual) not in virtuals:
-                problems.append(Problem(where, f"defaults.providers.{virtual}",
-                                        f"{provider!r} is not a provider of {virtual!r}"))
-            elif canonicalize_name(provider) not in virtuals[canonicalize_name(virtual)]:
-                problems.append(Problem(where, f"defaults.providers.{virtual}",
-                                        f"{provider!r} does not provide {virtual!r}"))
+    if not registry.config_files:
+        return problems
+    fallback = registry.config_files[-1]
+
+    def at(*path: str | int) -> Position | Path:
+        return registry.config_positions.find(path) or fallback
+
+    groups = registry.groups()
+    for group, members in registry.config.groups.items():
+        for i, member in enumerate(members):
+            if canonicalize_name(member) not in names:
+                problems.append(
+                    Problem(
+                        at("groups", group, i),
+                        f"groups.{group}[{i}]",
+                        f"unknown package or virtual {member!r}",
+                    )
+                )
+    defaults = registry.config.defaults
+    for i, name in enumerate(defaults.with_):
+        if canonicalize_name(name) not in names:
+            problems.append(
+                Problem(
+                    at("defaults", "with", i), f"defaults.with[{i}]", f"unknown package or virtual {name!r}"
+                )
+            )
+    for i, name in enumerate(defaults.groups):
+        if canonicalize_name(name) not in groups:
+            problems.append(
+                Problem(at("defaults", "groups", i), f"defaults.groups[{i}]", f"unknown group {name!r}")
+            )
+    for virtual, provider in defaults.providers.items():
+        where, field_name = at("defaults", "providers", virtual), f"defaults.providers.{virtual}"
+        if canonicalize_name(virtual) not in virtuals:
+            problems.append(Problem(where, field_name, f"{virtual!r} is not a virtual of the registry"))
+        elif canonicalize_name(provider) not in virtuals[canonicalize_name(virtual)]:
+            problems.append(
+                Problem(
+                    where,
+                    field_name,
+                    f"{provider!r} does not provide {virtual!r} "
+                    f"(its providers: {', '.join(virtuals[canonicalize_name(virtual)])})",
+                )
+            )
     return problems
 
 
@@ -265,26 +305,36 @@ def load_with_problems(dirs: Sequence[Path], mode: Mode) -> tuple[Registry, list
             except ProblemError as exc:
                 problems.extend(exc.problems)
                 continue
-            except DataError as exc:
-                problems.append(Problem(base, "", exc.message.removeprefix(f"{base}: ")))
+            except YamlError as exc:
+                problems.append(Problem(exc.where, "", exc.problem))
                 continue
             twin = here.get(entry.name)
             if twin is not None:
                 problems.append(
-                    Problem(entry.positions.find(("name",)) or base, "name",
-                            f"package {entry.name} is also defined in {twin.file}; "
-                            "one name, one manifest per directory")
+                    Problem(
+                        entry.positions.find(("name",)) or base,
+                        "name",
+                        f"package {entry.name} is also defined in {twin.file}; "
+                        "one name, one manifest per directory",
+                    )
                 )
                 continue
             earlier = entries.get(entry.name)
             if earlier is not None:
-                entry = Entry(entry.manifest, entry.file, entry.overlays, entry.positions,
-                              (*earlier.overrides, earlier.file))
+                entry = Entry(
+                    entry.manifest,
+                    entry.file,
+                    entry.overlays,
+                    entry.positions,
+                    (*earlier.overrides, earlier.file),
+                )
             here[entry.name] = entry
         entries.update(here)
-    config, config_problems = _read_config(configs)
+    config, config_positions, config_problems = _read_config(configs)
     problems.extend(config_problems)
-    registry = Registry(tuple(dirs), mode, dict(sorted(entries.items())), config, tuple(configs))
+    registry = Registry(
+        tuple(dirs), mode, dict(sorted(entries.items())), config, tuple(configs), config_positions
+    )
     problems.extend(_check_registry(registry))
     return registry, problems
 

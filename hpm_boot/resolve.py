@@ -10,6 +10,7 @@ plan is deterministic: the same inputs give the same plan, byte for byte.
 from __future__ import annotations
 
 import difflib
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ class _State:
     pending: dict[str, Reason] = field(default_factory=dict)  # virtual -> first request
     providers: dict[str, Provider] = field(default_factory=dict)
     constraints: list[tuple[str, str, str, str]] = field(default_factory=list)  # name, spec, by, where
+    queue: deque[tuple[str, Reason]] = field(default_factory=deque)
 
     def unknown(self, name: str, what: str) -> NotFoundError:
         known = sorted(set(self.registry.entries) | set(self.virtuals))
@@ -113,23 +115,21 @@ class _State:
             raise self.unknown(name, reason.detail)
 
     def add(self, name: str, reason: Reason) -> None:
-        stack = [(name, reason)]
-        while stack:
-            name, reason = stack.pop()
+        """Queue package ``name``; ``drain`` takes it in with what it requires."""
+        self.queue.append((name, reason))
+
+    def drain(self) -> None:
+        """Take in the queued packages breadth first, so each keeps its shortest reason."""
+        while self.queue:
+            name, reason = self.queue.popleft()
             if name in self.chosen:
                 continue
             self.chosen[name] = reason
             entry = self.registry.entries[name]
             for dep, spec in sorted(entry.manifest.requires.items()):
-                self.constraints.append(
-                    (canonicalize_name(dep), spec, name, entry.where("requires", dep))
-                )
                 key = canonicalize_name(dep)
-                why = Reason("requires", f"required by {name} ({spec})", name)
-                if key in self.registry.entries:
-                    stack.append((key, why))
-                else:
-                    self.request(dep, why)
+                self.constraints.append((key, spec, name, entry.where("requires", dep)))
+                self.request(dep, Reason("requires", f"required by {name} ({spec})", name))
 
 
 def explicit_providers(registry: Registry, selection: Selection) -> dict[str, tuple[str, str]]:
@@ -151,8 +151,11 @@ def resolve(registry: Registry, selection: Selection) -> Plan:
     explicit = explicit_providers(registry, selection)
     for virtual, (package, origin) in explicit.items():
         if virtual not in virtuals:
-            if package in registry.entries and virtual in registry.entries:
-                raise UsageError(f"{origin}: {virtual} is a package, not a virtual")
+            if virtual in registry.entries:
+                raise UsageError(
+                    f"{origin} {virtual}={package}: {virtual} is a package, not a "
+                    "virtual; select it with --with instead"
+                )
             if origin != "HPM_PROVIDERS":
                 raise state.unknown(virtual, f"{origin}: virtual")
             continue
@@ -178,6 +181,7 @@ def resolve(registry: Registry, selection: Selection) -> Plan:
     for group in group_names:
         for member in groups[canonicalize_name(group)]:
             state.request(member, Reason("group", f"group {canonicalize_name(group)}"))
+    state.drain()
 
     while state.pending:
         _choose_providers(state, explicit)
@@ -188,7 +192,7 @@ def resolve(registry: Registry, selection: Selection) -> Plan:
 
 def _choose_providers(state: _State, explicit: dict[str, tuple[str, str]]) -> None:
     """Settle all that rules 1 and 2 settle, then one virtual by rule 3 or 4."""
-    registry, mode = state.registry, state.selection.mode
+    mode = state.selection.mode
     progress = True
     while progress:
         progress = False
@@ -205,18 +209,28 @@ def _choose_providers(state: _State, explicit: dict[str, tuple[str, str]]) -> No
             if selected:
                 _settle(state, virtual, (selected[0], "selected", "the only selected provider"))
                 progress = True
+    if not state.pending:
+        return
     for virtual in sorted(state.pending):
-        candidates = state.virtuals[virtual]
-        if mode == "dev":
-            present = [c for c in candidates if _has_checkout(registry.entries[c])]
-            if len(present) == 1:
-                _settle(state, virtual, (present[0], "dev-checkout",
-                                         "the only provider with a dev checkout on disk"))
-                return
-        if len(candidates) == 1:
-            _settle(state, virtual, (candidates[0], "only-provider", "the only provider"))
+        choice = _fallback_choice(state, virtual, mode)
+        if choice is not None:
+            _settle(state, virtual, choice)
             return
-        raise _ambiguous(state, virtual, candidates, "no rule chose one")
+    # Nothing settles: report the first (in name order) still without a provider.
+    virtual = min(state.pending)
+    raise _ambiguous(state, virtual, state.virtuals[virtual], "no rule chose one")
+
+
+def _fallback_choice(state: _State, virtual: str, mode: Mode) -> tuple[str, str, str] | None:
+    """Rules 3 and 4: the only provider with a dev checkout (dev mode), the only provider."""
+    candidates = state.virtuals[virtual]
+    if mode == "dev":
+        present = [c for c in candidates if _has_checkout(state.registry.entries[c])]
+        if len(present) == 1:
+            return present[0], "dev-checkout", "the only provider with a dev checkout on disk"
+    if len(candidates) == 1:
+        return candidates[0], "only-provider", "the only provider"
+    return None
 
 
 def _has_checkout(entry: Entry) -> bool:
@@ -228,24 +242,35 @@ def _settle(state: _State, virtual: str, choice: tuple[str, str, str]) -> None:
     package, rule, detail = choice
     state.providers[virtual] = Provider(virtual, package, rule, detail, state.virtuals[virtual])
     reason = state.pending.pop(virtual)
-    state.add(package, Reason("provider", f"provides {virtual} ({detail}), for {reason.detail}",
-                              reason.parent))
+    state.add(
+        package, Reason("provider", f"provides {virtual} ({detail}), for {reason.detail}", reason.parent)
+    )
+    state.drain()
 
 
-def _ambiguous(state: _State, virtual: str, candidates: list[str], why: str,
-               reason: Reason | None = None) -> ResolutionError:
+def _ambiguous(
+    state: _State, virtual: str, candidates: list[str], why: str, reason: Reason | None = None
+) -> ResolutionError:
     reason = reason or state.pending[virtual]
-    lines = [f"  {c} {state.registry.entries[c].manifest.version}  ({state.registry.entries[c].file})"
-             + (f"  selected: {state.chosen[c].detail}" if c in state.chosen else "")
-             for c in candidates]
+    lines = [
+        f"  {c} {state.registry.entries[c].manifest.version}  ({state.registry.entries[c].file})"
+        + (f"  selected: {state.chosen[c].detail}" if c in state.chosen else "")
+        for c in candidates
+    ]
     return ResolutionError(
         f"{virtual} needs exactly one provider and {why} ({', '.join(candidates)}); "
         f"choose with --provide {virtual}=PACKAGE",
-        "\n".join([f"{virtual} is needed: {_chain(state, reason)}", "candidates:", *lines,
-                   "ways to choose:",
-                   f"  --provide {virtual}={candidates[0]}",
-                   f"  HPM_PROVIDERS={virtual}={candidates[0]}",
-                   f"  hpm-registry.yaml: defaults: {{providers: {{{virtual}: {candidates[0]}}}}}"]),
+        "\n".join(
+            [
+                f"{virtual} is needed: {_chain(state, reason)}",
+                "candidates:",
+                *lines,
+                "ways to choose:",
+                f"  --provide {virtual}={candidates[0]}",
+                f"  HPM_PROVIDERS={virtual}={candidates[0]}",
+                f"  hpm-registry.yaml: defaults: {{providers: {{{virtual}: {candidates[0]}}}}}",
+            ]
+        ),
     )
 
 
@@ -267,8 +292,10 @@ def why_chain(plan: Plan, name: str) -> list[str]:
     provider = next((p for p in plan.providers if p.virtual == key), None)
     lines: list[str] = []
     if provider is not None:
-        lines.append(f"{key} is a virtual; provider {provider.package}: {provider.detail} "
-                     f"(candidates: {', '.join(provider.candidates)})")
+        lines.append(
+            f"{key} is a virtual; provider {provider.package}: {provider.detail} "
+            f"(candidates: {', '.join(provider.candidates)})"
+        )
         key = provider.package
     seen: set[str] = set()
     current: str | None = key
@@ -305,12 +332,14 @@ def _check_constraints(state: _State) -> None:
             entry = registry.entries[target]
             raise ResolutionError(
                 f"{by} requires {name} {spec}, but the plan has {target} {version}",
-                "\n".join([
-                    f"constraint: {name} {spec}  [{where}]",
-                    f"  {by} is in: {_chain(state, state.chosen[by])}",
-                    f"found: {target} {version}  [{entry.where('version')}]",
-                    f"  {target} is in: {_chain(state, state.chosen[target])}",
-                ]),
+                "\n".join(
+                    [
+                        f"constraint: {name} {spec}  [{where}]",
+                        f"  {by} is in: {_chain(state, state.chosen[by])}",
+                        f"found: {target} {version}  [{entry.where('version')}]",
+                        f"  {target} is in: {_chain(state, state.chosen[target])}",
+                    ]
+                ),
             )
     for name in sorted(state.chosen):
         entry = registry.entries[name]
@@ -321,14 +350,15 @@ def _check_constraints(state: _State) -> None:
             version = registry.entries[target].manifest.version
             if specifier(spec).contains(version, prereleases=True):
                 raise ResolutionError(
-                    f"{name} conflicts with {other} {spec}, and both are selected "
-                    f"({target} {version})",
-                    "\n".join([
-                        f"conflict: {other} {spec}  [{entry.where('conflicts', other)}]",
-                        f"  {name} is in: {_chain(state, state.chosen[name])}",
-                        f"  {target} is in: {_chain(state, state.chosen[target])}",
-                        "remove one of them from the selection (--with, --group, defaults)",
-                    ]),
+                    f"{name} conflicts with {other} {spec}, and both are selected ({target} {version})",
+                    "\n".join(
+                        [
+                            f"conflict: {other} {spec}  [{entry.where('conflicts', other)}]",
+                            f"  {name} is in: {_chain(state, state.chosen[name])}",
+                            f"  {target} is in: {_chain(state, state.chosen[target])}",
+                            "remove one of them from the selection (--with, --group, defaults)",
+                        ]
+                    ),
                 )
 
 
@@ -342,25 +372,28 @@ def _plan(state: _State, groups: Iterable[str]) -> Plan:
         source, source_mode = entry.source(mode)
         path = entry.local_path(source)
         if path is not None and not path.exists() and source_mode == "dev":
-            warnings.append(f"{name}: dev checkout {path} does not exist; using the prod source "
-                            f"(hpm dev checkout {name})")
+            warnings.append(
+                f"{name}: dev checkout {path} does not exist; using the prod source (hpm dev checkout {name})"
+            )
             source, source_mode = m.sources.prod, "prod"
             path = entry.local_path(source)
         if isinstance(source, LocalSource) and path is not None:
             source = LocalSource(str(path), source.editable)
-        packages.append(PlannedPackage(
-            name=name,
-            version=m.version,
-            source_mode=source_mode,
-            source=source,
-            manifest=str(entry.file),
-            reason=state.chosen[name],
-            manager=m.install_args.manager,
-            extras=sorted(m.install_args.extras),
-            entrypoints=dict(sorted(m.entrypoints.items())),
-            provides=sorted(canonicalize_name(v) for v in m.provides),
-            path=str(path) if path is not None else None,
-        ))
+        packages.append(
+            PlannedPackage(
+                name=name,
+                version=m.version,
+                source_mode=source_mode,
+                source=source,
+                manifest=str(entry.file),
+                reason=state.chosen[name],
+                manager=m.install_args.manager,
+                extras=sorted(m.install_args.extras),
+                entrypoints=dict(sorted(m.entrypoints.items())),
+                provides=sorted(canonicalize_name(v) for v in m.provides),
+                path=str(path) if path is not None else None,
+            )
+        )
     return Plan(
         format=PLAN_FORMAT,
         mode=mode,

@@ -9,9 +9,8 @@ refused after ``MAX_NODES`` nodes instead of expanding for minutes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -24,14 +23,32 @@ except ImportError:  # pure-Python PyYAML, as in the zipapp
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 20_000
+MAX_DEPTH = 64
 
 FieldPath = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Position:
+class YamlError(DataError):
+    """A file that cannot be read as YAML; ``file``/``line`` say where, ``problem`` what."""
+
+    def __init__(self, file: Path, line: int | None, problem: str) -> None:
+        where = f"{file}:{line}" if line is not None else str(file)
+        super().__init__(f"{where}: {problem}")
+        self.file = file
+        self.line = line
+        self.problem = problem
+
+    @property
+    def where(self) -> Position | Path:
+        """The position of the problem, or the file when no line is known."""
+        return Position(self.file, self.line) if self.line is not None else self.file
+
+
+class Position(NamedTuple):
+    """Where something was written: a file and a 1-based line (a tuple: cheap to make)."""
+
     file: Path
-    line: int  # 1-based
+    line: int
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
@@ -72,7 +89,12 @@ def type_name(value: Any) -> str:
 
 
 class _Converter:
-    """YAML node tree -> Python data, recording positions and counting nodes."""
+    """YAML node tree -> Python data, recording positions and counting nodes.
+
+    Aliases are expanded, so every node is counted each time it is reached: a
+    "billion laughs" document stops at ``MAX_NODES``; a recursive alias or a
+    document nested deeper than ``MAX_DEPTH`` is refused instead of recursing.
+    """
 
     def __init__(self, file: Path, constructor: yaml.constructor.SafeConstructor) -> None:
         self.file = file
@@ -80,50 +102,56 @@ class _Converter:
         self.positions = Positions()
         self.count = 0
 
+    def error(self, node: yaml.Node, problem: str) -> YamlError:
+        return YamlError(self.file, node.start_mark.line + 1, problem)
+
     def convert(self, node: yaml.Node, path: FieldPath) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise DataError(
-                f"{self.file}: more than {MAX_NODES} YAML nodes after expanding aliases; "
-                "refusing (is this an alias bomb?)"
+            raise YamlError(
+                self.file,
+                None,
+                f"more than {MAX_NODES} YAML nodes after expanding aliases; "
+                "refusing it (is this an alias bomb?)",
             )
+        if len(path) > MAX_DEPTH:
+            raise self.error(node, f"nested deeper than {MAX_DEPTH} levels; refusing it")
         self.positions[path] = Position(self.file, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise DataError(
-                        f"{self.file}:{key_node.start_mark.line + 1}: "
-                        "YAML merge keys (<<) are not supported in manifests"
+                    raise self.error(key_node, "YAML merge keys (<<) are not supported in manifests")
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise self.error(
+                        key_node, f"{format_path(path) or 'top level'}: mapping keys must be strings"
                     )
                 key = self.convert(key_node, (*path, "<key>"))
                 if isinstance(key, _Number):
                     key = key.text
                 if not isinstance(key, str):
-                    raise DataError(
-                        f"{self.file}:{key_node.start_mark.line + 1}: "
-                        f"{format_path(path) or 'top level'}: mapping keys must be strings"
+                    raise self.error(
+                        key_node, f"{format_path(path) or 'top level'}: mapping keys must be strings"
                     )
                 if key in out:
-                    raise DataError(
-                        f"{self.file}:{key_node.start_mark.line + 1}: "
-                        f"{format_path((*path, str(key)))}: key given twice"
-                    )
-                out[key] = self.convert(value_node, (*path, str(key)))
-                self.positions[(*path, str(key))] = Position(
-                    self.file, key_node.start_mark.line + 1
-                )
+                    raise self.error(key_node, f"{format_path((*path, key))}: key given twice")
+                out[key] = self.convert(value_node, (*path, key))
+                self.positions[(*path, key)] = Position(self.file, key_node.start_mark.line + 1)
             self.positions.pop((*path, "<key>"), None)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = self.constructor.construct_object(node, deep=False)
+        if node.tag == "tag:yaml.org,2002:str":  # the common case, without the constructor
+            return node.value
         if node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
             # Keep the digits as written so "version: 1.10" is not read as 1.1.
-            return _Number(value, node.value)
+            return _Number(self.constructor.construct_object(node, deep=False), node.value)
         if node.tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
             return node.value
-        return value
+        try:
+            return self.constructor.construct_object(node, deep=False)
+        except yaml.constructor.ConstructorError as exc:
+            raise self.error(node, f"invalid YAML: {exc.problem or exc}") from None
 
 
 class _Number:
@@ -149,24 +177,31 @@ def unwrap_numbers(data: Any, string_paths: frozenset[FieldPath], path: FieldPat
 
 def _matches(path: FieldPath, pattern: FieldPath) -> bool:
     return len(path) == len(pattern) and all(
-        want in ("*", got) for got, want in zip(path, pattern)
+        want in ("*", got) for got, want in zip(path, pattern, strict=True)
     )
 
 
 def load(file: Path) -> tuple[Any, Positions]:
-    """Read one YAML document; raise DataError (65) with file and line on any problem."""
+    """Read one YAML document: (data, positions), or (None, empty) for an empty file.
+
+    Raises ``YamlError`` (a DataError, exit 65) naming the file and, when known, the
+    line; files above ``MAX_FILE_BYTES`` are refused before any parsing.
+    """
     try:
         size = file.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise DataError(
-                f"{file}: {size} bytes is larger than the {MAX_FILE_BYTES} bytes a manifest "
-                "may have; refusing to parse it"
+            raise YamlError(
+                file,
+                None,
+                f"{size} bytes is larger than the {MAX_FILE_BYTES} bytes a manifest may have; "
+                "refusing to parse it",
             )
-        text = file.read_bytes()
+        with file.open("rb") as f:
+            text = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise DataError(f"{file}: cannot read: {exc.strerror}") from None
+        raise YamlError(file, None, f"cannot read: {exc.strerror or exc}") from None
     if len(text) > MAX_FILE_BYTES:
-        raise DataError(f"{file}: larger than {MAX_FILE_BYTES} bytes; refusing to parse it")
+        raise YamlError(file, None, f"larger than {MAX_FILE_BYTES} bytes; refusing to parse it")
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -176,10 +211,13 @@ def load(file: Path) -> tuple[Any, Positions]:
         return converter.convert(node, ()), converter.positions
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
         what = exc.problem or exc.context or "invalid YAML"
-        raise DataError(f"{file}{line}: invalid YAML: {what}") from None
+        raise YamlError(file, mark.line + 1 if mark else None, f"invalid YAML: {what}") from None
     except yaml.YAMLError as exc:
-        raise DataError(f"{file}: invalid YAML: {exc}") from None
+        raise YamlError(file, None, f"invalid YAML: {exc}") from None
+    except RecursionError:  # the pure-Python composer on absurdly deep nesting
+        raise YamlError(file, None, f"nested deeper than {MAX_DEPTH} levels; refusing it") from None
+    except UnicodeDecodeError as exc:
+        raise YamlError(file, None, f"not valid UTF-8 text: {exc.reason}") from None
     finally:
         loader.dispose()
