@@ -10,6 +10,7 @@ plan is deterministic: the same inputs give the same plan, byte for byte.
 from __future__ import annotations
 
 import difflib
+import os
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -385,7 +386,7 @@ def _plan(state: _State, groups: Iterable[str]) -> Plan:
                 version=m.version,
                 source_mode=source_mode,
                 source=source,
-                manifest=str(entry.file),
+                manifest=os.path.abspath(entry.file),
                 reason=state.chosen[name],
                 manager=m.install_args.manager,
                 extras=sorted(m.install_args.extras),

@@ -269,7 +269,7 @@ def test_validate_reports_every_problem_in_one_run(tmp_path: Path, capsys) -> No
     ]
     for item in expected:
         assert f"{tmp_path}/{item}" in err, (item, err)
-    assert err.splitlines()[-1] == f"hpm: {len(expected)} problem(s) in {tmp_path}"
+    assert err.splitlines()[0].startswith(f"hpm: error: {len(expected)} problem(s) in {tmp_path}")
     # plan stops at the first, and says there are more
     rc, _, err = run(capsys, "plan", "-r", str(tmp_path), "--mode", "dev")
     assert rc == 65
@@ -290,7 +290,7 @@ def test_validate_warns_about_missing_dev_checkouts_but_passes(tmp_path: Path, c
     rc, out, err = run(capsys, "validate", "-r", str(tmp_path / "reg"))
     assert rc == 0
     assert out.startswith("ok: 2 packages, 0 virtuals, 0 groups")
-    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    warnings = [line for line in err.splitlines() if line.startswith("hpm: warning:")]
     assert len(warnings) == 1
     assert (
         f"{tmp_path}/reg/a.dev.yaml:1: a: dev checkout {tmp_path}/checkouts/a does not exist" in warnings[0]
