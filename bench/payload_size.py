@@ -25,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hpm_boot import lock as lockmod  # noqa: E402
 from hpm_boot import payload  # noqa: E402
 
 SIZES = (10, 50, 200)
@@ -38,50 +39,49 @@ def _hex(rng: random.Random, n: int) -> str:
     return "".join(rng.choice("0123456789abcdef") for _ in range(n))
 
 
-def _source(rng: random.Random, name: str, version: str) -> dict[str, Any]:
-    kind = rng.random()
-    if kind < 0.7:
-        return {"type": "pypi", "package": name, "version": f"=={version}"}
-    if kind < 0.9:
-        return {
-            "type": "git",
-            "url": f"https://github.com/example-org/{name}",
-            "ref": f"v{version}",
-            "commit": _hex(rng, 40),
-            "subdirectory": None,
-        }
-    wheel = name.replace("-", "_")
-    return {
-        "type": "url",
-        "url": f"https://files.example.org/{name}/{wheel}-{version}-py3-none-any.whl",
-        "sha256": _hex(rng, 64),
-    }
-
-
-def _package(rng: random.Random, i: int) -> dict[str, Any]:
+def _package(rng: random.Random, i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One locked package and its pin, in the lock schema (docs/lock-format.md)."""
     name = f"pkg-{i:04d}"
     version = f"{rng.randint(0, 9)}.{rng.randint(0, 40)}.{rng.randint(0, 20)}"
-    return {
-        "name": name,
-        "version": version,
-        "requirement": f"{name}=={version}",
-        "hashes": [f"sha256:{_hex(rng, 64)}"],
-        "source": _source(rng, name, version),
-    }
+    package: dict[str, Any] = {"name": name, "version": version, "manager": "uv", "source_mode": "prod"}
+    kind = rng.random()
+    if kind < 0.7:
+        package.update(source="pypi", requirement=f"{name}=={version}")
+        pin: dict[str, Any] = {"name": name, "version": version, "hashes": [f"sha256:{_hex(rng, 64)}"]}
+    elif kind < 0.9:
+        sha = _hex(rng, 40)
+        url = f"git+https://github.com/example-org/{name}@{sha}"
+        package.update(source="git", requirement=f"{name} @ {url}", commit=sha, ref=f"v{version}")
+        pin = {"name": name, "url": url}
+    else:
+        wheel = name.replace("-", "_")
+        url = f"https://files.example.org/{name}/{wheel}-{version}-py3-none-any.whl#sha256={_hex(rng, 64)}"
+        package.update(source="url", requirement=f"{name} @ {url}")
+        pin = {"name": name, "url": url, "hashes": [f"sha256:{_hex(rng, 64)}"]}
+    return package, pin
 
 
 def make_lock(n: int, seed: int = 42) -> dict[str, Any]:
-    """A lock of ``n`` packages shaped like the lock hpm writes."""
+    """A lock of ``n`` packages in the schema ``hpm lock`` writes (checked by lock.from_dict).
+
+    Each package is also a pin (one sha256 each for PyPI and URL wheels, a commit SHA for
+    git); the first has an entrypoint.
+    """
     rng = random.Random(seed + n)
-    packages = [_package(rng, i) for i in range(n)]
-    return {
+    pairs = [_package(rng, i) for i in range(n)]
+    packages = [p for p, _ in pairs]
+    packages[0]["entrypoints"] = {"serve": "python -m pkg_0000.serve --port 8001"}
+    lock = {
         "version": 1,
+        "hpm": "0.1.0",
         "mode": "prod",
-        "python": {"version": "3.11", "platform": "x86_64-manylinux_2_28"},
+        "target": {"python_version": "3.11", "python_platform": "x86_64-manylinux_2_28"},
+        "plan_digest": f"sha256:{_hex(rng, 64)}",
         "packages": packages,
-        "pins": [p["requirement"] for p in packages],
-        "entrypoints": {"serve": "python -m pkg_0000.serve --port 8001"},
+        "pins": sorted((pin for _, pin in pairs), key=lambda p: p["name"]),
     }
+    lockmod.from_dict(lock, "bench lock")
+    return lock
 
 
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9}]
@@ -92,11 +92,13 @@ def _lzma_size(body: bytes) -> int:
     return len(base64.b64encode(raw))
 
 
-def _time_decode(text: str, key: bytes | None) -> float:
+def _time_decode(text: str, key: bytes | None, check_shape: bool = False) -> float:
     samples = []
     for _ in range(RUNS):
         t0 = time.perf_counter()
-        payload.decode(text, key)
+        data = payload.decode(text, key)
+        if check_shape:
+            lockmod.from_dict(data, "bench")
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples) * 1000
 
@@ -135,6 +137,8 @@ def measure() -> tuple[list[tuple[int, int, int, int, int]], dict[str, float]]:
     times = {
         "decode+verify, no key": _time_decode(payload.encode(lock, KEY), None),
         "decode+verify, with key": _time_decode(payload.encode(lock, KEY), KEY),
+        "decode+verify+lock.from_dict (CLI path), with key": _time_decode(
+            payload.encode(lock, KEY), KEY, check_shape=True),
         "zlib inflate only": _time_zlib_decode(body),
         "lzma inflate only (comparison)": _time_lzma_decode(body),
     }
@@ -164,9 +168,10 @@ def write_doc(table: str) -> None:
     )
     section = (
         f"{HEADING}\n\n"
-        "Synthetic locks: each package has a version, a requirement, one random "
-        "`sha256:` hash and a source (70% PyPI, 20% git with a commit SHA, 10% URL with "
-        "its own hash). Sizes are the base64 text carried in `HPM_LOCK_B64` "
+        "Synthetic locks in the schema `hpm lock` writes (checked by `lock.from_dict`): "
+        "each package is a locked package plus its pin, 70% PyPI (one random `sha256:` "
+        "hash), 20% git (a commit SHA), 10% URL wheel (its own hash). Sizes are the "
+        "base64 text carried in `HPM_LOCK_B64` "
         f"(warning above {payload.WARN_BYTES // 1024} KiB, refused above "
         f"{payload.MAX_BYTES // 1024} KiB). Times are in-process `payload.decode` "
         "(base64, inflate, digest, HMAC, JSON parse, canonical-form check).\n"

@@ -242,39 +242,55 @@ def installer_options(args: argparse.Namespace):  # -> install.InstallerOptions
 
 
 def cmd_lock(args: argparse.Namespace, env: Env) -> int:
+    """Freeze the plan (docs/lock-format.md); --check compares an existing lock instead."""
     from hpm_boot import lock as lockmod
     from hpm_boot import payload
+    from hpm_boot.errors import DataError
     from hpm_boot.log import Log
+    from hpm_boot.uvbin import find_uv
 
     log = Log(env)
+    if args.format == "json" and args.sign_key_file:
+        raise UsageError("--sign-key-file signs a payload; a JSON lock carries no signature",
+                         "add --format b64 (or env, docker, k8s), e.g. hpm lock --format b64 -o hpm.lock.b64")
+    if args.format == "k8s":
+        from hpm_boot import k8s
+
+        k8s.check_name(args.name)
+        k8s.check_image(args.image)
+    target = lockmod.default_target(args.python_version, args.python_platform)
     plan = load_plan(args, env)
     if args.check:
         return _check_lock(args, plan)
-    target = lockmod.default_target(args.python_version, args.python_platform)
+    key = None if args.format == "json" else _signing_key(args, env)  # a bad key fails before any work
     options = installer_options(args)
-    lock = lockmod.make_lock(plan, target, uv_args=options.uv_args())
+    uv = find_uv(env) if any(p.manager in ("uv", "pip") for p in plan.packages) else None
+    lock = lockmod.make_lock(plan, target, uv=uv, uv_args=options.uv_args(), env=env)
+    warnings: list[str] = []
+    local = [p.name for p in lock.packages if p.source == "local"]
+    if local:
+        warnings.append(f"this lock has local paths ({', '.join(local)}): it installs only where those "
+                        "paths exist (mounted at the same place)")
+    if args.format == "json":
+        out = lockmod.to_json(lock).decode("utf-8")
+    else:
+        text = payload.encode(lockmod.to_dict(lock), key)
+        size_warning = payload.size_check(text)
+        if len(text) > payload.MAX_BYTES:
+            raise DataError(size_warning or f"the lock payload is above {payload.MAX_BYTES // 1024} KiB",
+                            "an environment variable cannot carry it safely (Linux caps one variable at "
+                            "128 KiB; Kubernetes pods fail to start past it). Write the lock as a file "
+                            "(hpm lock -o hpm.lock.json), mount it, and set HPM_LOCK_FILE to its path")
+        if size_warning:
+            warnings.append(size_warning)
+    for warning in warnings:
+        log.warning(warning)
     log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "
              f"{target.python_version}{' ' + target.python_platform if target.python_platform else ''} "
              f"({log.elapsed():.2f} s)")
-    local = [p.name for p in lock.packages if p.source == "local"]
-    if local:
-        log.warning(f"this lock has local paths ({', '.join(local)}): it installs only where those paths "
-                    "exist (mounted at the same place)")
     if args.format == "json":
-        _write(args.output or "hpm.lock.json", lockmod.to_json(lock), log)
+        _write(args.output or "hpm.lock.json", out.encode("utf-8"), log)
         return 0
-    key = _signing_key(args, env)
-    text = payload.encode(lockmod.to_dict(lock), key)
-    warning = payload.size_check(text)
-    if len(text) > payload.MAX_BYTES:
-        from hpm_boot.errors import DataError
-
-        raise DataError(f"the payload is {len(text)} bytes, above the {payload.MAX_BYTES} bytes an "
-                        "environment variable can carry safely (Kubernetes pods fail to start past it)",
-                        "write the lock as a file (hpm lock -o hpm.lock.json) and mount it, with "
-                        "HPM_LOCK_FILE pointing at it")
-    if warning:
-        log.warning(warning)
     if args.format == "b64":
         out = text + "\n"
     elif args.format == "env":
@@ -290,6 +306,7 @@ def cmd_lock(args: argparse.Namespace, env: Env) -> int:
 
 
 def _signing_key(args: argparse.Namespace, env: Env) -> bytes | None:
+    """--sign-key-file, else HPM_LOCK_KEY / HPM_LOCK_KEY_FILE, else None (unsigned)."""
     from hpm_boot import payload
 
     if args.sign_key_file:
@@ -297,7 +314,8 @@ def _signing_key(args: argparse.Namespace, env: Env) -> bytes | None:
     return payload.read_key(env)
 
 
-def _write(dest: str, data: bytes, log) -> None:  # noqa: ANN001
+def _write(dest: str, data: bytes, log) -> None:  # log: hpm_boot.log.Log
+    """Write ``data`` to stdout (``-``) or atomically to ``dest`` (a temporary file, renamed)."""
     if dest == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -305,36 +323,48 @@ def _write(dest: str, data: bytes, log) -> None:  # noqa: ANN001
     from hpm_boot.errors import NotWritableError
 
     path = Path(dest)
+    if path.is_dir():
+        raise NotWritableError(f"cannot write {path}: it is a directory", "give a file name with -o")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise NotWritableError(f"cannot write {path}: {exc.strerror}") from None
+        if tmp.exists():
+            tmp.unlink()
+        raise NotWritableError(f"cannot write {path}: {exc.strerror}",
+                               "check that its directory exists and is writable") from None
     log.info(f"wrote {path}")
 
 
-def _check_lock(args: argparse.Namespace, plan) -> int:  # noqa: ANN001
+def _check_lock(args: argparse.Namespace, plan) -> int:  # plan: resolve.Plan
+    """``hpm lock --check``: 0 up to date, 1 out of date (as ``uv lock --check``), 66 no lock."""
     from hpm_boot import lock as lockmod
     from hpm_boot import payload
     from hpm_boot.errors import NotFoundError
 
     path = args.output or "hpm.lock.json"
-    if not Path(path).exists():
-        raise NotFoundError(f"no lock at {path} to check", "make one with `hpm lock`")
+    if path == "-" or not Path(path).is_file():
+        raise NotFoundError(f"no lock at {path} to check", "make one with `hpm lock` (-o names the file)")
     loaded = payload.load_from_env({"HPM_LOCK_FILE": path})
     assert loaded is not None
     lock = lockmod.from_dict(loaded[0], path)
+    stale = []
     if lock.plan_digest != lockmod.plan_digest(plan):
-        print(f"hpm: {path} is out of date: the registry or the selection changed since it was made; "
-              "run `hpm lock` again", file=sys.stderr)
+        stale.append("the registry or the selection changed since it was made")
+    for flag, want, have in (("--python-version", args.python_version, lock.target.python_version),
+                             ("--python-platform", args.python_platform, lock.target.python_platform)):
+        if want is not None and want != have:
+            stale.append(f"it was made for {flag} {have or '(none)'}, not {want}")
+    if stale:
+        print(f"hpm: {path} is out of date: {'; '.join(stale)}; run `hpm lock` again", file=sys.stderr)
         return 1
-    print(f"{path} is up to date ({len(lock.packages)} packages)")
+    print(f"{path} is up to date ({len(lock.packages)} packages, {len(lock.pins)} pins)")
     return 0
 
 
 def cmd_decode(args: argparse.Namespace, env: Env) -> int:
+    """Check and print the lock of HPM_LOCK_B64, HPM_LOCK_FILE or --from FILE; URLs masked."""
     from hpm_boot import lock as lockmod
     from hpm_boot import payload
     from hpm_boot.errors import NotFoundError
@@ -347,27 +377,37 @@ def cmd_decode(args: argparse.Namespace, env: Env) -> int:
     data, source = loaded
     lock = lockmod.from_dict(data, source)
     if args.json:
-        sys.stdout.buffer.write(lockmod.to_json(lock))
+        sys.stdout.write(mask_credentials(lockmod.to_json(lock).decode("utf-8")))
         return 0
-    print(f"source:   {source}")
-    print(f"digest:   {payload.digest(data)}")
-    print(f"mode:     {lock.mode}    made by hpm {lock.hpm}")
-    target = lock.target
-    print(f"target:   Python {target.python_version}"
-          f"{' on ' + target.python_platform if target.python_platform else ''}")
-    rows = [("PACKAGE", "VERSION", "MANAGER", "REQUIREMENT")]
-    rows += [(p.name, p.version, p.manager, mask_credentials(p.requirement)) for p in lock.packages]
+    out: list[str] = [
+        f"source:   {source}",
+        f"digest:   {payload.digest(data)}",
+        f"mode:     {lock.mode}    made by hpm {lock.hpm}",
+        f"target:   Python {lock.target.python_version}"
+        f"{' on ' + lock.target.python_platform if lock.target.python_platform else ''}",
+        f"plan:     {lock.plan_digest}",
+        "",
+    ]
+    print("\n".join(mask_credentials(line) for line in out))
+    rows = [("PACKAGE", "VERSION", "MANAGER", "SOURCE", "REQUIREMENT")]
+    rows += [(p.name, p.version, p.manager, p.source + (" (dev)" if p.source_mode == "dev" else ""),
+              mask_credentials(p.requirement)) for p in lock.packages]
     print_table(rows)
-    eps = [f"{p.name}:{n} = {c}" for p in lock.packages for n, c in p.entrypoints.items()]
+    eps = [mask_credentials(f"{p.name}:{n} = {c}") for p in lock.packages for n, c in p.entrypoints.items()]
     if eps:
-        print("entrypoints:\n  " + "\n  ".join(eps))
+        print("\nentrypoints:\n  " + "\n  ".join(eps))
     hashed = sum(1 for p in lock.pins if p.hashes)
-    print(f"pins:     {len(lock.pins)} ({hashed} with hashes)")
+    print(f"\npins:     {len(lock.pins)} ({hashed} with hashes)")
+    for pin in lock.pins:
+        what = f"=={pin.version}" if pin.version else f" @ {pin.url}"
+        flags = (" editable" if pin.editable else "") + (f" ; {pin.markers}" if pin.markers else "")
+        hashes = f"  [{len(pin.hashes)} hash]" if pin.hashes else ""
+        print(mask_credentials(f"  {pin.name}{what}{flags}{hashes}"))
     return 0
 
 
-def _lock_for_install(args: argparse.Namespace, env: Env, log):  # noqa: ANN001
-    """(lock dict, source, plan or None): --lock, HPM_LOCK_FILE, HPM_LOCK_B64, else the registry."""
+def _lock_for_install(args: argparse.Namespace, env: Env, log):
+    """(lock dict, source): --lock FILE, HPM_LOCK_FILE, HPM_LOCK_B64; (None, "registry") else."""
     from hpm_boot import lock as lockmod
     from hpm_boot import payload
 
@@ -485,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="a package or virtual")
     p = command("lock", cmd_lock, "freeze the plan: git SHAs, the pinned closure with hashes")
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="where to write (default hpm.lock.json for json, stdout for the others; - for stdout)")
+                   help="where to write (default: hpm.lock.json for json, stdout for the others; "
+                   "- for stdout)")
     p.add_argument("--format", choices=("json", "b64", "env", "docker", "k8s"), default="json",
                    help="json: the lock file; b64: the HPM_LOCK_B64 value; env: a HPM_LOCK_B64= line; "
                    "docker: -e arguments; k8s: a Secret and a Deployment that reads it")
@@ -495,14 +536,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign-key-file", metavar="FILE",
                    help="sign the payload with HMAC-SHA256 (default: HPM_LOCK_KEY / HPM_LOCK_KEY_FILE)")
     p.add_argument("--check", action="store_true",
-                   help="exit 1 when the lock (-o, default hpm.lock.json) no longer matches the registry")
-    p.add_argument("--name", default="hpm-lock", help="k8s: name of the Secret and the Deployment")
+                   help="compare the lock (-o, default hpm.lock.json) with the registry and selection: "
+                   "exit 0 up to date, 1 out of date (as `uv lock --check`), 66 no lock")
+    p.add_argument("--name", default="hpm-app",
+                   help="k8s: name of the Deployment and its labels; the Secret is NAME-lock")
     p.add_argument("--image", default="registry.example.com/app:latest", help="k8s: the image to run")
     add_installer_options(p)
     p = command("decode", cmd_decode, "print the lock carried by HPM_LOCK_B64/HPM_LOCK_FILE, after "
                 "checking it", select=False)
     p.add_argument("--from", dest="source", metavar="FILE", help="read this file instead of the environment")
-    p.add_argument("--json", action="store_true", help="print the lock as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the lock as JSON (credentials in URLs masked)")
     for name, func, text in (
         ("install", cmd_install, "install the lock or the plan into the target environment; no exec"),
         ("run", cmd_run, "install what is missing, then exec the command or entrypoint"),

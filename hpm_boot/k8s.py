@@ -1,9 +1,144 @@
-"""Placeholder: Kubernetes manifests for `hpm lock --format k8s`; being written."""
+"""Kubernetes manifests for ``hpm lock --format k8s``: a Secret and a Deployment.
+
+The Secret carries the payload under ``stringData.HPM_LOCK_B64``; the Deployment's
+container reads it with ``env[].valueFrom.secretKeyRef``, so the lock never sits in the
+Deployment itself. hpm (the image's ENTRYPOINT) installs just in time at start, then
+touches ``HPM_READY_FILE`` right before it execs the application; the ``startupProbe``
+waits for that file, sized for a cold install. The output is a YAML stream (documents
+separated by ``---``) written with ``yaml.safe_dump``, so the same payload and options
+always give the same text. Schema-checked in tests against real Kubernetes schemas.
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import yaml
+
+from hpm_boot import payload
 from hpm_boot.errors import UsageError
 
+READY_FILE = "/tmp/hpm-ready"
+UV_CACHE = "/var/cache/uv"
+PROBE_PERIOD_S = 5
+PROBE_FAILURES = 60
+"""5 s x 60 = 5 minutes for hpm to install the lock before the kubelet restarts the pod."""
+SECRET_KEY = payload.ENV_B64
+KEY_SECRET_KEY = payload.ENV_KEY
+LABEL_NAME = "app.kubernetes.io/name"
+ANNOTATION_DIGEST = "hpm/lock-digest"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_MAX_NAME = 58  # the Secret is NAME-lock; a label value holds 63 characters at most
 
-def manifests(payload_text: str, name: str, image: str, plan: object) -> str:
-    raise UsageError("--format k8s is not available yet")
+_PROBE_COMMENT = (
+    f"# startupProbe: hpm installs the lock just in time, then touches {READY_FILE}\n"
+    f"# (HPM_READY_FILE) right before it execs the application. A cold install (git\n"
+    f"# builds, large wheels) can take minutes: {PROBE_PERIOD_S} s x {PROBE_FAILURES} failures = "
+    f"{PROBE_PERIOD_S * PROBE_FAILURES // 60} minutes\n"
+    "# before the kubelet restarts the container. Liveness and readiness probes start\n"
+    "# only after this one succeeds; raise failureThreshold for slower installs.\n"
+)
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid Kubernetes object name and label value; else UsageError."""
+    if not _DNS_LABEL.match(name) or len(name) > _MAX_NAME:
+        raise UsageError(
+            f"--name {name!r}: not a valid Kubernetes name",
+            f"use lowercase letters, digits and '-', starting and ending with a letter or digit, "
+            f"at most {_MAX_NAME} characters",
+        )
+    return name
+
+
+def check_image(image: str) -> str:
+    """``image`` if it looks like an image reference; else UsageError."""
+    if not image or any(c.isspace() for c in image):
+        raise UsageError(f"--image {image!r}: expected an image reference like registry.example.com/app:1.0")
+    return image
+
+
+def manifests(payload_text: str, name: str, image: str, plan: object = None) -> str:
+    """A Secret holding ``payload_text`` and a Deployment running ``image`` with it.
+
+    ``payload_text`` is an ``hpm1.`` payload (it is decoded once here, to put the lock's
+    digest into a pod template annotation: a new lock rolls the pods). When it is
+    signed, the container also reads ``HPM_LOCK_KEY`` from the Secret ``NAME-lock-key``,
+    which is not part of the output (create it yourself). ``plan`` (a ``resolve.Plan``),
+    when given, adds its mode as the ``hpm/mode`` annotation.
+    """
+    check_name(name)
+    check_image(image)
+    lock, signed = payload.decode_with_state(payload_text, source="the lock payload")
+    secret_name = f"{name}-lock"
+    labels = {LABEL_NAME: name, "app.kubernetes.io/managed-by": "hpm"}
+    secret: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret_name, "labels": dict(labels)},
+        "type": "Opaque",
+        "stringData": {SECRET_KEY: payload_text.strip()},
+    }
+    env: list[dict[str, Any]] = [
+        {"name": SECRET_KEY, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": SECRET_KEY}}},
+    ]
+    if signed:
+        env.append({"name": KEY_SECRET_KEY,
+                    "valueFrom": {"secretKeyRef": {"name": f"{name}-lock-key", "key": KEY_SECRET_KEY}}})
+    env += [
+        {"name": "HPM_READY_FILE", "value": READY_FILE},
+        {"name": "UV_CACHE_DIR", "value": UV_CACHE},
+    ]
+    annotations = {ANNOTATION_DIGEST: payload.digest(lock)}
+    mode = getattr(plan, "mode", None)
+    if isinstance(mode, str):
+        annotations["hpm/mode"] = mode
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "env": env,
+        "startupProbe": {
+            "exec": {"command": ["cat", READY_FILE]},
+            "periodSeconds": PROBE_PERIOD_S,
+            "failureThreshold": PROBE_FAILURES,
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "uv-cache", "mountPath": UV_CACHE}],
+    }
+    deployment: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {LABEL_NAME: name}},
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": annotations},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "uv-cache", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+    header = (
+        f"# Generated by `hpm lock --format k8s`. Apply with: kubectl apply -f FILE\n"
+        f"# The Secret {secret_name} carries the lock as {SECRET_KEY}; the Deployment reads it.\n"
+    )
+    if signed:
+        header += (f"# The lock is signed: create the Secret {name}-lock-key holding the key as "
+                   f"{KEY_SECRET_KEY}\n# (kubectl create secret generic {name}-lock-key "
+                   f"--from-file={KEY_SECRET_KEY}=KEYFILE).\n")
+    deploy_text = _dump(deployment)
+    probe = re.search(r"^( *)startupProbe:$", deploy_text, flags=re.MULTILINE)
+    assert probe is not None
+    indent = probe.group(1)
+    comment = "".join(indent + line + "\n" for line in _PROBE_COMMENT.splitlines())
+    deploy_text = deploy_text[: probe.start()] + comment + deploy_text[probe.start():]
+    return header + "---\n" + _dump(secret) + "---\n" + deploy_text
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1_000_000,
+                          allow_unicode=True)

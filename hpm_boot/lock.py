@@ -20,7 +20,14 @@ from typing import Any
 import msgspec
 
 from hpm_boot import __version__, payload
-from hpm_boot.errors import DataError, InstallerFailedError, InstallerMissingError, NotFoundError
+from hpm_boot.errors import (
+    DataError,
+    InstallerFailedError,
+    InstallerMissingError,
+    NotFoundError,
+    UsageError,
+    mask_credentials,
+)
 from hpm_boot.manifest import GitSource, LocalSource, PypiSource, UrlSource
 from hpm_boot.resolve import Plan, PlannedPackage
 from hpm_boot.uvbin import find_uv
@@ -42,9 +49,10 @@ class LockedPackage(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unkn
     ref: str | None = None
     path: str | None = None  # local: absolute path
     editable: bool = False
+    index: str | None = None  # pypi: the index URL this package comes from, when not the default
     extras: list[str] = msgspec.field(default_factory=list)
     entrypoints: dict[str, str] = msgspec.field(default_factory=dict)
-    channels: list[str] = msgspec.field(default_factory=list)
+    channels: list[str] = msgspec.field(default_factory=list)  # conda only
 
 
 class Pin(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -59,11 +67,15 @@ class Pin(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields
 
 
 class Target(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """The interpreter a lock was made for (uv's ``--python-version``/``--python-platform``)."""
+
     python_version: str  # "3.12"
     python_platform: str | None = None  # uv's --python-platform, when given
 
 
 class Lock(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """A frozen plan: the schema of ``hpm.lock.json`` (``docs/lock-format.md``)."""
+
     version: int
     hpm: str
     mode: str
@@ -76,34 +88,41 @@ class Lock(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_field
 # ---------------------------------------------------------------- git
 
 
-def resolve_git_ref(url: str, ref: str, package: str) -> str:
-    """The full commit SHA ``ref`` (tag, branch or SHA) points at, asked of the remote."""
+def resolve_git_ref(url: str, ref: str, package: str, env: Mapping[str, str] | None = None) -> str:
+    """The full commit SHA ``ref`` (tag, branch or SHA) points at, asked of the remote.
+
+    An annotated tag resolves to the commit it tags (the peeled ``^{}`` line), not to the
+    tag object. Tags win over branches of the same name, as in git itself. A full
+    40-hex SHA is taken as it is, without asking the remote.
+    """
     if _SHA.match(ref):
         return ref
+    where = mask_credentials(url)
     try:
         out = subprocess.run(
             ["git", "ls-remote", "--", url, f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}",
              f"refs/heads/{ref}", ref],
             capture_output=True, text=True, timeout=120,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            env={**(os.environ if env is None else env), "GIT_TERMINAL_PROMPT": "0"},
         )
     except FileNotFoundError:
-        raise InstallerMissingError("git is not installed; it is needed to lock git sources") from None
+        raise InstallerMissingError(f"{package}: git is not installed; it is needed to lock git sources",
+                                    "install git, or lock where git is available") from None
     except subprocess.TimeoutExpired:
-        raise InstallerFailedError(f"{package}: git ls-remote {url} timed out after 120 s") from None
+        raise InstallerFailedError(f"{package}: git ls-remote {where} timed out after 120 s") from None
     if out.returncode != 0:
         raise NotFoundError(
-            f"{package}: cannot read git repository {url}",
-            (out.stderr.strip() or f"git ls-remote exited {out.returncode}"),
+            f"{package}: cannot read git repository {where} (ref {ref!r})",
+            mask_credentials(out.stderr.strip() or f"git ls-remote exited {out.returncode}"),
         )
     refs = dict(reversed(line.split("\t", 1)) for line in out.stdout.splitlines() if "\t" in line)
     for name in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
         if name in refs:
             return refs[name]
-    raise NotFoundError(
-        f"{package}: git ref {ref!r} not found in {url}",
-        "give an existing tag, branch or full commit SHA in sources.prod.ref",
-    )
+    hint = "give an existing tag, branch or full commit SHA in sources.prod.ref"
+    if re.fullmatch(r"[0-9a-fA-F]{4,39}", ref):
+        hint = "an abbreviated commit SHA cannot be looked up remotely: give all 40 hex digits"
+    raise NotFoundError(f"{package}: git ref {ref!r} not found in {where}", hint)
 
 
 # ---------------------------------------------------------------- requirements
@@ -113,15 +132,17 @@ def _extras(p: PlannedPackage) -> str:
     return f"[{','.join(p.extras)}]" if p.extras else ""
 
 
-def lock_package(p: PlannedPackage) -> LockedPackage:
+def lock_package(p: PlannedPackage, env: Mapping[str, str] | None = None) -> LockedPackage:
     """Freeze one planned package: git refs become SHAs, paths stay absolute paths."""
     common: dict[str, Any] = {
         "name": p.name, "version": p.version, "manager": p.manager, "source_mode": p.source_mode,
         "extras": p.extras, "entrypoints": p.entrypoints,
+        # conda channels travel on the planned package once the plan carries them
+        "channels": sorted(getattr(p, "channels", None) or []),
     }
     source = p.source
     if isinstance(source, GitSource):
-        sha = resolve_git_ref(source.url, source.ref, p.name)
+        sha = resolve_git_ref(source.url, source.ref, p.name, env)
         sub = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
         return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ git+{source.url}@{sha}{sub}",
                              source="git", commit=sha, ref=source.ref)
@@ -130,7 +151,8 @@ def lock_package(p: PlannedPackage) -> LockedPackage:
         spec = source.version or f"=={p.version}"
         if p.manager == "conda":
             return LockedPackage(**common, requirement=f"{dist}{spec}", source="pypi")
-        return LockedPackage(**common, requirement=f"{dist}{_extras(p)}{spec}", source="pypi")
+        return LockedPackage(**common, requirement=f"{dist}{_extras(p)}{spec}", source="pypi",
+                             index=source.index)
     if isinstance(source, UrlSource):
         frag = f"#sha256={source.sha256}" if source.sha256 else ""
         return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ {source.url}{frag}",
@@ -144,8 +166,14 @@ def lock_package(p: PlannedPackage) -> LockedPackage:
                          source="local", path=path)
 
 
-def parse_compiled(text: str) -> list[Pin]:
-    """Parse ``uv pip compile`` output (requirements.txt with hashes) into pins."""
+def parse_compiled(text: str, editable_names: Mapping[str, str] | None = None) -> list[Pin]:
+    """Parse ``uv pip compile`` output (requirements.txt with hashes) into pins.
+
+    uv writes an editable requirement as ``-e PATH``, without the project's name;
+    ``editable_names`` maps such paths to the names they were asked for (else the
+    directory name is the best guess).
+    """
+    names = {os.path.normpath(k): v for k, v in (editable_names or {}).items()}
     pins: list[Pin] = []
     for raw in _logical_lines(text):
         parts = raw.split(" --hash=")
@@ -155,7 +183,8 @@ def parse_compiled(text: str) -> list[Pin]:
         editable = line.startswith("-e ")
         if editable:
             url = line[3:].strip()
-            pins.append(Pin(name=_name_from_path(url), url=url, editable=True, hashes=hashes))
+            name = names.get(os.path.normpath(url.removeprefix("file://"))) or _name_from_path(url)
+            pins.append(Pin(name=name, url=url, editable=True, hashes=hashes))
             continue
         line, _, markers = line.partition(" ; ")
         if " @ " in line:
@@ -166,7 +195,8 @@ def parse_compiled(text: str) -> list[Pin]:
             pins.append(Pin(name=_norm(name), version=version.strip(), hashes=hashes,
                             markers=markers or None))
         else:
-            raise DataError(f"unexpected line in uv pip compile output: {raw!r}")
+            raise InstallerFailedError(f"unexpected line in uv pip compile output: {mask_credentials(raw)}",
+                                       "this uv writes a format hpm does not read; report it")
     return sorted(pins, key=lambda pin: (pin.name, pin.markers or ""))
 
 
@@ -205,8 +235,13 @@ def compile_pins(
     uv: str,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    editable_names: Mapping[str, str] | None = None,
 ) -> list[Pin]:
-    """The pinned closure of ``requirements`` for ``target``, by ``uv pip compile``."""
+    """The pinned closure of ``requirements`` for ``target``, by ``uv pip compile``.
+
+    uv missing: InstallerMissingError (69); uv failing: InstallerFailedError (74) whose
+    message is uv's first error line and whose details are uv's whole stderr.
+    """
     if not requirements:
         return []
     cmd = [uv, "pip", "compile", "-", "--generate-hashes", "--no-header", "--no-annotate",
@@ -218,12 +253,14 @@ def compile_pins(
                              env=dict(env if env is not None else os.environ))
     except FileNotFoundError:
         raise InstallerMissingError(f"uv not found at {uv}", "install uv or set HPM_UV") from None
+    except PermissionError:
+        raise InstallerMissingError(f"uv at {uv} is not executable", "install uv or set HPM_UV") from None
     if out.returncode != 0:
         raise InstallerFailedError(
-            f"uv pip compile failed (exit {out.returncode}): {_first_error(out.stderr)}",
-            out.stderr.strip(),
+            mask_credentials(f"uv pip compile failed (exit {out.returncode}): {_first_error(out.stderr)}"),
+            mask_credentials(out.stderr.strip()),
         )
-    return parse_compiled(out.stdout)
+    return parse_compiled(out.stdout, editable_names)
 
 
 def _first_error(stderr: str) -> str:
@@ -235,7 +272,12 @@ def _first_error(stderr: str) -> str:
 
 
 def plan_digest(plan: Plan) -> str:
-    """A digest of what the lock was made from, independent of where the registry lives."""
+    """A digest of what the lock was made from, independent of where the registry lives.
+
+    The plan minus the registry directories, the manifest file names and the warnings:
+    a registry copied elsewhere gives the same digest. Local source paths stay in (the
+    lock records them), so a dev plan moved elsewhere does not.
+    """
     data = msgspec.to_builtins(plan)
     data.pop("registry", None)
     data.pop("warnings", None)
@@ -247,7 +289,10 @@ def plan_digest(plan: Plan) -> str:
 def default_target(python_version: str | None, python_platform: str | None) -> Target:
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
-        raise DataError(f"--python-version {version!r}: expected a version like 3.12")
+        raise UsageError(f"--python-version {version!r}: expected a version like 3.12")
+    if python_platform is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", python_platform):
+        raise UsageError(f"--python-platform {python_platform!r}: expected a platform in uv's spelling, "
+                         "like x86_64-manylinux_2_28")
     return Target(python_version=version, python_platform=python_platform)
 
 
@@ -256,11 +301,23 @@ def make_lock(
     target: Target,
     uv: str | None = None,
     uv_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Lock:
-    """Freeze ``plan`` for ``target``: resolve git SHAs, compile the closure with uv."""
-    packages = [lock_package(p) for p in plan.packages]
-    requirements = [p.requirement for p in packages if p.manager in ("uv", "pip")]
-    pins = compile_pins(requirements, target, uv or find_uv(), uv_args) if requirements else []
+    """Freeze ``plan`` for ``target``: resolve git SHAs, compile the closure with uv.
+
+    Packages managed by uv or pip are compiled together (one closure, one resolution);
+    conda packages are recorded as conda specs and not compiled. A pypi source with its
+    own ``index`` adds that index to the compile (``--extra-index-url``). ``env`` is the
+    environment of git and uv (default ``os.environ``); uv is ``uv``, else found in it.
+    """
+    packages = [lock_package(p, env) for p in plan.packages]
+    compiled = [p for p in packages if p.manager in ("uv", "pip")]
+    requirements = [p.requirement for p in compiled]
+    indexes = sorted({p.index for p in compiled if p.index})
+    extra = [*uv_args, *(a for i in indexes for a in ("--extra-index-url", i))]
+    editables = {p.path: p.name for p in compiled if p.editable and p.path}
+    pins = (compile_pins(requirements, target, uv or find_uv(env), extra, env, editables)
+            if requirements else [])
     return Lock(
         version=LOCK_VERSION,
         hpm=__version__,
@@ -273,26 +330,39 @@ def make_lock(
 
 
 def to_dict(lock: Lock) -> dict[str, Any]:
+    """The lock as plain JSON data (what the payload carries)."""
     return msgspec.to_builtins(lock)
 
 
 def to_json(lock: Lock) -> bytes:
+    """``hpm.lock.json``: sorted keys, two-space indent, a final newline; no timestamp."""
     return msgspec.json.format(msgspec.json.encode(lock, order="sorted"), indent=2) + b"\n"
+
+
+_KIND = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+         float: "a number", type(None): "null"}
 
 
 def from_dict(data: Any, source: str) -> Lock:
     """Check a decoded lock's shape; anything else is DataError (65) saying what was found."""
     if not isinstance(data, dict):
-        raise DataError(f"{source}: expected a lock object, got {type(data).__name__}")
-    version = data.get("version")
-    if version != LOCK_VERSION:
+        found = _KIND.get(type(data), "a value")
+        raise DataError(f"{source}: expected a lock (a JSON object), found {found}")
+    if "version" not in data:
+        found = ", ".join(sorted(map(str, data))[:6]) or "nothing"
+        raise DataError(f"{source}: expected a lock with a 'version' field, found keys: {found}",
+                        "is this a lock made by `hpm lock`? (`hpm plan --json` output is not a lock)")
+    version = data["version"]
+    if version != LOCK_VERSION or isinstance(version, bool):
         raise DataError(f"{source}: lock format version {version!r}; this hpm reads version {LOCK_VERSION}",
-                        "make the lock again with this hpm (hpm lock)")
+                        "make the lock again with this hpm (hpm lock), or use the hpm that made it")
     try:
         return msgspec.convert(data, Lock, strict=True)
     except msgspec.ValidationError as exc:
-        raise DataError(f"{source}: not a valid lock: {exc}") from None
+        raise DataError(f"{source}: not a valid lock: {exc}",
+                        "docs/lock-format.md has the lock schema; make it again with `hpm lock`") from None
 
 
 def host_platform() -> str:
+    """This machine's platform tag, as sysconfig spells it (for messages)."""
     return sysconfig.get_platform()

@@ -125,7 +125,7 @@ def size_check(b64_text: str) -> str | None:
         return (
             f"lock payload is {size / 1024:.1f} KiB; environment variables above "
             f"{WARN_BYTES // 1024} KiB strain some platforms (container specs, process "
-            f"listings): consider {_FILE_HINT}"
+            f"listings): {_FILE_HINT} instead"
         )
     return None
 
@@ -148,6 +148,17 @@ def decode(
     messages; ``max_bytes`` caps the text length.
     """
     return _decode(text, key, source, max_bytes)[0]
+
+
+def decode_with_state(
+    text: str,
+    key: bytes | None = None,
+    *,
+    source: str = "lock payload",
+    max_bytes: int = MAX_BYTES,
+) -> tuple[dict[str, Any], bool]:
+    """``decode``, and whether the payload carries a signature (checked only with ``key``)."""
+    return _decode(text, key, source, max_bytes)
 
 
 def _decode(

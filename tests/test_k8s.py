@@ -1,0 +1,180 @@
+"""``hpm lock --format k8s`` (hpm_boot.k8s): a Secret and a Deployment that reads it.
+
+The output is validated offline against real Kubernetes OpenAPI schemas shipped by the
+``kubernetes-validate`` package (strict mode: no unknown fields), and the payload in the
+Secret is decoded back to the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from hpm_boot import cli, k8s, payload
+from hpm_boot.errors import DataError, UsageError
+
+K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
+
+
+def a_lock(n: int = 3) -> dict[str, Any]:
+    return {
+        "version": 1, "hpm": "0.1.0", "mode": "prod", "target": {"python_version": "3.11"},
+        "plan_digest": "sha256:" + "1" * 64,
+        "packages": [{"name": f"pkg-{i}", "version": "1.0", "manager": "uv", "requirement": f"pkg-{i}==1.0",
+                      "source": "pypi", "source_mode": "prod"} for i in range(n)],
+        "pins": [{"name": f"pkg-{i}", "version": "1.0", "hashes": [f"sha256:{i:064x}"]}
+                 for i in range(n)],
+    }
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+def split(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    found = {d["kind"]: d for d in docs(text)}
+    assert sorted(found) == ["Deployment", "Secret"]
+    return found["Secret"], found["Deployment"]
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("signed", [False, True])
+def test_output_passes_the_kubernetes_schemas(version: str, signed: bool) -> None:
+    text = k8s.manifests(payload.encode(a_lock(), b"key" if signed else None), "my-app",
+                         "registry.example.com/app:1.2")
+    for doc in docs(text):
+        assert kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_a_broken_manifest_fails_the_schema() -> None:
+    """The check is real: a typo in a field is caught."""
+    _, deployment = split(k8s.manifests(payload.encode(a_lock()), "my-app", "img:1"))
+    container(deployment)["startupProbe"]["periodSecond"] = 5
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSIONS[-1], strict=True)
+
+
+def test_secret_carries_the_payload_and_the_deployment_reads_it() -> None:
+    lock = a_lock()
+    text = payload.encode(lock)
+    secret, deployment = split(k8s.manifests(text, "my-app", "registry.example.com/app:1.2"))
+    assert secret["apiVersion"] == "v1" and secret["type"] == "Opaque"
+    assert secret["metadata"]["name"] == "my-app-lock"
+    assert secret["stringData"] == {"HPM_LOCK_B64": text}
+    assert payload.decode(secret["stringData"]["HPM_LOCK_B64"]) == lock
+    assert deployment["apiVersion"] == "apps/v1" and deployment["metadata"]["name"] == "my-app"
+    c = container(deployment)
+    assert c["image"] == "registry.example.com/app:1.2"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["HPM_LOCK_B64"] == {"name": "HPM_LOCK_B64", "valueFrom": {
+        "secretKeyRef": {"name": "my-app-lock", "key": "HPM_LOCK_B64"}}}
+    assert "HPM_LOCK_KEY" not in env
+    assert env["HPM_READY_FILE"]["value"] == "/tmp/hpm-ready"
+    assert env["UV_CACHE_DIR"]["value"] == "/var/cache/uv"
+    # the lock itself never sits in the Deployment
+    assert text not in yaml.safe_dump(deployment)
+    # a new lock rolls the pods: its digest is in the pod template
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["hpm/lock-digest"] == payload.digest(lock)
+
+
+def test_probe_cache_labels_and_termination_message() -> None:
+    text = k8s.manifests(payload.encode(a_lock()), "my-app", "img:1")
+    secret, deployment = split(text)
+    c = container(deployment)
+    probe = c["startupProbe"]
+    assert probe["exec"]["command"] == ["cat", "/tmp/hpm-ready"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] == 300  # 5 minutes for a JIT install
+    assert "# startupProbe: hpm installs the lock just in time" in text
+    assert "5 s x 60 failures = 5 minutes" in text
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    (mount,) = c["volumeMounts"]
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    assert mount == {"name": volume["name"], "mountPath": "/var/cache/uv"}
+    assert volume["emptyDir"] == {}
+    labels = {"app.kubernetes.io/name": "my-app", "app.kubernetes.io/managed-by": "hpm"}
+    assert deployment["metadata"]["labels"] == labels == secret["metadata"]["labels"]
+    assert deployment["spec"]["template"]["metadata"]["labels"] == labels
+    assert deployment["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "my-app"}
+
+
+def test_signed_payload_reads_the_key_from_its_own_secret() -> None:
+    text = k8s.manifests(payload.encode(a_lock(), b"key"), "my-app", "img:1")
+    _, deployment = split(text)
+    env = {e["name"]: e for e in container(deployment)["env"]}
+    ref = env["HPM_LOCK_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "my-app-lock-key", "key": "HPM_LOCK_KEY"}
+    assert "kubectl create secret generic my-app-lock-key" in text
+    # the key Secret is the user's to create: never in the output
+    assert [d["metadata"]["name"] for d in docs(text)] == ["my-app-lock", "my-app"]
+
+
+def test_deterministic() -> None:
+    text = payload.encode(a_lock(50))
+    assert k8s.manifests(text, "a", "img:1") == k8s.manifests(text, "a", "img:1")
+
+
+def test_ready_file_is_the_one_hpm_run_touches() -> None:
+    import inspect
+
+    assert '"HPM_READY_FILE"' in inspect.getsource(cli.cmd_run)
+
+
+@pytest.mark.parametrize("name", ["My-App", "-app", "app_1", "a" * 59, ""])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(UsageError, match="not a valid Kubernetes name"):
+        k8s.manifests(payload.encode(a_lock()), name, "img:1")
+
+
+def test_bad_image_and_bad_payload() -> None:
+    with pytest.raises(UsageError, match="--image"):
+        k8s.manifests(payload.encode(a_lock()), "app", "my image")
+    with pytest.raises(DataError):
+        k8s.manifests("hpm1.not-base64", "app", "img:1")
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+
+def test_cli_format_k8s(tmp_path: Path, wheelhouse: Path, capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    (reg / "app.yaml").write_text(
+        "name: hpmtest-app\nversion: 1.0.0\nsources: {prod: {type: pypi}}\n"
+        "entrypoints: {serve: hpmtest-app --port 8001}\n")
+    base = ["lock", "-r", str(reg), "--with", "hpmtest-app", "--no-index", "--find-links", str(wheelhouse)]
+    env = dict(os.environ)
+    assert cli.main([*base, "-o", "lock.json"], env) == 0
+    capsys.readouterr()
+    assert cli.main([*base, "--format", "k8s", "--name", "vlm-bench", "--image", "r.example/app:2"], env) == 0
+    out = capsys.readouterr().out
+    secret, deployment = split(out)
+    for doc in (secret, deployment):
+        kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
+    lock = json.loads((tmp_path / "lock.json").read_text())
+    assert payload.decode(secret["stringData"]["HPM_LOCK_B64"]) == lock
+    assert deployment["metadata"]["name"] == "vlm-bench"
+    assert container(deployment)["image"] == "r.example/app:2"
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["hpm/mode"] == "prod"
+    # -o writes the same stream to a file
+    assert cli.main([*base, "--format", "k8s", "--name", "vlm-bench", "--image", "r.example/app:2",
+                     "-o", "k8s.yaml"], env) == 0
+    assert (tmp_path / "k8s.yaml").read_text() == out
+    # a bad name is refused before any work
+    capsys.readouterr()
+    assert cli.main([*base, "--format", "k8s", "--name", "Bad_Name"], {**env, "HPM_UV": "/nonexistent"}) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpm: error: --name 'Bad_Name': not a valid Kubernetes name")

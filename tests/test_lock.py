@@ -1,0 +1,228 @@
+"""Unit tests of hpm_boot.lock: git refs to SHAs, parsing uv's output, the lock schema."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hpm_boot import install, payload
+from hpm_boot import lock as lockmod
+from hpm_boot.errors import DataError, HpmError, InstallerFailedError, InstallerMissingError, UsageError
+from tests.support.factory import GitRepo, git, git_tag, make_git_repo
+
+
+def raises(code: int, fn: Any, *args: Any, **kwargs: Any) -> HpmError:
+    with pytest.raises(HpmError) as info:
+        fn(*args, **kwargs)
+    assert info.value.exit_code == code, info.value.message
+    return info.value
+
+
+# --------------------------------------------------------------------------- git
+
+
+def test_lightweight_tag_branch_and_sha(git_plugin: GitRepo) -> None:
+    url = git_plugin.url
+    assert lockmod.resolve_git_ref(url, "v0.1.0", "p") == git_plugin.tags["v0.1.0"]
+    assert lockmod.resolve_git_ref(url, "v0.2.0", "p") == git_plugin.tags["v0.2.0"]
+    assert lockmod.resolve_git_ref(url, "main", "p") == git(git_plugin.path, "rev-parse", "main")
+    assert lockmod.resolve_git_ref(url, "refs/heads/main", "p") == git_plugin.tags["v0.2.0"]
+    # a plain path works as well as a file:// URL
+    assert lockmod.resolve_git_ref(str(git_plugin.path), "v0.1.0", "p") == git_plugin.tags["v0.1.0"]
+
+
+def test_full_sha_is_taken_without_asking(tmp_path: Path) -> None:
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert lockmod.resolve_git_ref((tmp_path / "no-repo").as_uri(), sha, "p") == sha
+
+
+def test_annotated_tag_gives_the_commit_not_the_tag_object(tmp_path: Path) -> None:
+    repo = make_git_repo(tmp_path / "ann", "hpmtest-gitann", tags=["v1.0.0"], annotated=True)
+    tag_object = git(repo.path, "rev-parse", "v1.0.0")
+    commit = repo.tags["v1.0.0"]
+    assert tag_object != commit and len(commit) == 40
+    assert lockmod.resolve_git_ref(repo.url, "v1.0.0", "p") == commit
+
+
+def test_tag_wins_over_branch_of_the_same_name(git_plugin: GitRepo) -> None:
+    git(git_plugin.path, "branch", "release", git_plugin.tags["v0.2.0"])
+    git_tag(git_plugin.path, "release", ref=git_plugin.tags["v0.1.0"])
+    assert lockmod.resolve_git_ref(git_plugin.url, "release", "p") == git_plugin.tags["v0.1.0"]
+
+
+def test_tag_in_a_subfolder_does_not_match_by_suffix(git_plugin: GitRepo) -> None:
+    git_tag(git_plugin.path, "other/v9.0.0", ref=git_plugin.tags["v0.1.0"])
+    err = raises(66, lockmod.resolve_git_ref, git_plugin.url, "v9.0.0", "hpmtest-gitplugin")
+    assert "hpmtest-gitplugin: git ref 'v9.0.0' not found" in err.message
+
+
+def test_missing_ref_repo_and_short_sha(git_plugin: GitRepo, tmp_path: Path) -> None:
+    err = raises(66, lockmod.resolve_git_ref, git_plugin.url, "v9.9.9", "hpmtest-gitplugin")
+    assert err.message == f"hpmtest-gitplugin: git ref 'v9.9.9' not found in {git_plugin.url}"
+    assert "tag, branch or full commit SHA" in (err.details or "")
+    err = raises(66, lockmod.resolve_git_ref, git_plugin.url, git_plugin.tags["v0.1.0"][:10], "p")
+    assert "40 hex digits" in (err.details or "")
+    err = raises(66, lockmod.resolve_git_ref, (tmp_path / "nope").as_uri(), "v1", "p")
+    assert err.message.startswith("p: cannot read git repository") and "'v1'" in err.message
+
+
+def test_git_missing(git_plugin: GitRepo) -> None:
+    raises(69, lockmod.resolve_git_ref, git_plugin.url, "v0.1.0", "p", {"PATH": "/nonexistent"})
+
+
+# --------------------------------------------------------------------------- uv output
+
+
+COMPILED = """\
+-e /src/edit-dir
+hpmtest-core==2.0.0 \\
+    --hash=sha256:bbbb \\
+    --hash=sha256:aaaa
+hpmtest-gitann @ git+file:///r/gitann@a98f9e39787c4bc82195cc3ab3220e397fa3bc0b
+hpmtest-win==1.0 ; sys_platform == 'win32' \\
+    --hash=sha256:cccc
+Hpmtest_Dep==1.0.0    # via something
+"""
+
+
+def test_parse_compiled() -> None:
+    pins = lockmod.parse_compiled(COMPILED, {"/src/edit-dir/": "hpmtest-edit"})
+    assert [msgspec.to_builtins(p) for p in pins] == [
+        {"name": "hpmtest-core", "version": "2.0.0", "hashes": ["sha256:aaaa", "sha256:bbbb"]},
+        {"name": "hpmtest-dep", "version": "1.0.0"},
+        {"name": "hpmtest-edit", "url": "/src/edit-dir", "editable": True},
+        {"name": "hpmtest-gitann", "url": "git+file:///r/gitann@a98f9e39787c4bc82195cc3ab3220e397fa3bc0b"},
+        {"name": "hpmtest-win", "version": "1.0", "hashes": ["sha256:cccc"],
+         "markers": "sys_platform == 'win32'"},
+    ]
+    # without the map, the directory's name is the best guess
+    assert lockmod.parse_compiled("-e /src/edit-dir\n")[0].name == "edit-dir"
+
+
+def test_parse_compiled_refuses_what_it_does_not_know() -> None:
+    err = raises(74, lockmod.parse_compiled, "--index-url https://u:pw@h/simple\n")
+    assert "pw" not in err.message
+
+
+_name = st.from_regex(r"[a-z][a-z0-9]{0,8}(-[a-z0-9]{1,5}){0,2}", fullmatch=True)
+_hash = st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True)
+_pin = st.one_of(
+    st.builds(lockmod.Pin, name=_name,
+              version=st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}", fullmatch=True),
+              hashes=st.lists(_hash, max_size=3, unique=True).map(sorted),
+              markers=st.sampled_from([None, "python_version >= '3.11'", "sys_platform == 'linux'"])),
+    st.builds(lockmod.Pin, name=_name,
+              url=st.from_regex(r"git\+file:///r/[a-z]{1,6}@[0-9a-f]{40}", fullmatch=True)),
+)
+
+
+@given(st.lists(_pin, max_size=8, unique_by=lambda p: p.name))
+def test_install_lines_parse_back_to_the_same_pins(pins: list[lockmod.Pin]) -> None:
+    """What the installer writes from pins (install.pin_line) parses back to the pins."""
+    text = "\n".join(install.pin_line(msgspec.to_builtins(p)) for p in pins)
+    assert lockmod.parse_compiled(text) == sorted(pins, key=lambda p: p.name)
+
+
+def test_compile_pins_errors(tmp_path: Path) -> None:
+    target = lockmod.Target(python_version="3.11")
+    raises(69, lockmod.compile_pins, ["x"], target, str(tmp_path / "no-uv"))
+    fake = tmp_path / "fake-uv"
+    fake.write_text("#!/bin/sh\necho 'Resolved 1 package' >&2\n"
+                    "echo 'error: Failed to fetch https://u:topsecret@idx.example/simple/x' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    err = raises(74, lockmod.compile_pins, ["x"], target, str(fake))
+    assert err.message == "uv pip compile failed (exit 1): Failed to fetch https://***@idx.example/simple/x"
+    assert "topsecret" not in (err.details or "") and "Resolved 1 package" in (err.details or "")
+    assert lockmod.compile_pins([], target, str(tmp_path / "no-uv")) == []
+
+
+def test_compile_pins_passes_the_target(tmp_path: Path) -> None:
+    argv_file = tmp_path / "argv"
+    fake = tmp_path / "fake-uv"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {argv_file}\ncat > /dev/null\necho "x==1.0"\n')
+    fake.chmod(0o755)
+    target = lockmod.Target(python_version="3.12", python_platform="aarch64-manylinux_2_28")
+    pins = lockmod.compile_pins(["x"], target, str(fake), ["--no-index"])
+    assert pins == [lockmod.Pin(name="x", version="1.0")]
+    argv = argv_file.read_text().split()
+    assert argv[:3] == ["pip", "compile", "-"] and "--generate-hashes" in argv
+    assert argv[argv.index("--python-version") + 1] == "3.12"
+    assert argv[argv.index("--python-platform") + 1] == "aarch64-manylinux_2_28"
+    assert "--no-index" in argv
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def a_lock() -> dict[str, Any]:
+    return {
+        "version": 1, "hpm": "0.1.0", "mode": "prod",
+        "target": {"python_version": "3.12", "python_platform": "x86_64-manylinux_2_28"},
+        "plan_digest": "sha256:" + "2" * 64,
+        "packages": [
+            {"name": "app", "version": "1.0", "manager": "uv", "requirement": "app==1.0", "source": "pypi",
+             "source_mode": "prod", "entrypoints": {"serve": "app --port 1"}, "index": "https://i/simple"},
+            {"name": "plug", "version": "0.1", "manager": "pip", "source": "git", "source_mode": "prod",
+             "requirement": "plug @ git+https://h/plug@" + "a" * 40, "commit": "a" * 40, "ref": "v0.1"},
+            {"name": "cuda", "version": "11.8", "manager": "conda", "requirement": "cuda==11.8",
+             "source": "pypi", "source_mode": "prod", "channels": ["nvidia"]},
+            {"name": "edit", "version": "0.3", "manager": "uv", "requirement": "-e /src/edit",
+             "source": "local", "source_mode": "dev", "path": "/src/edit", "editable": True, "extras": ["x"]},
+        ],
+        "pins": [{"name": "app", "version": "1.0", "hashes": ["sha256:" + "3" * 64]},
+                 {"name": "edit", "url": "/src/edit", "editable": True},
+                 {"name": "plug", "url": "git+https://h/plug@" + "a" * 40}],
+    }
+
+
+def test_round_trip_every_field() -> None:
+    data = a_lock()
+    lock = lockmod.from_dict(data, "t")
+    assert lockmod.to_dict(lock) == data
+    assert lockmod.from_dict(msgspec.json.decode(lockmod.to_json(lock)), "t") == lock
+    assert lockmod.to_json(lock).endswith(b"}\n")
+    assert payload.decode(payload.encode(lockmod.to_dict(lock))) == data
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.pop("pins"), "Object missing required field `pins`"),
+    (lambda d: d.__setitem__("version", True), "lock format version True"),
+    (lambda d: d.__setitem__("version", "1"), "lock format version '1'"),
+    (lambda d: d["packages"][0].__setitem__("editable", "yes"),
+     "Expected `bool`, got `str` - at `$.packages[0].editable`"),
+    (lambda d: d["pins"][0].__setitem__("sha", "x"), "unknown field `sha` - at `$.pins[0]`"),
+    (lambda d: d.__setitem__("target", "3.11"), "Expected `object`, got `str` - at `$.target`"),
+])
+def test_from_dict_says_what_it_expected_and_found(change: Any, words: str) -> None:
+    data = copy.deepcopy(a_lock())
+    change(data)
+    err = raises(65, lockmod.from_dict, data, "HPM_LOCK_FILE=x")
+    assert err.message.startswith("HPM_LOCK_FILE=x: ")
+    assert words in err.message
+
+
+def test_from_dict_non_objects_and_plans() -> None:
+    assert "found an array" in raises(65, lockmod.from_dict, [], "s").message
+    assert "found null" in raises(65, lockmod.from_dict, None, "s").message
+    err = raises(65, lockmod.from_dict, {"format": 1, "packages": []}, "s")
+    assert "'version' field, found keys: format, packages" in err.message
+    assert "hpm plan --json" in (err.details or "")
+
+
+def test_default_target() -> None:
+    assert lockmod.default_target("3.12", None) == lockmod.Target("3.12")
+    assert lockmod.default_target(None, "windows").python_platform == "windows"
+    for bad in ("2.7", "3", "py3.12", "3.12; x"):
+        with pytest.raises(UsageError):
+            lockmod.default_target(bad, None)
+
+
+def test_errors_are_hpm_errors() -> None:
+    for cls in (DataError, InstallerFailedError, InstallerMissingError):
+        assert issubclass(cls, HpmError)
