@@ -137,8 +137,7 @@ def lock_package(p: PlannedPackage, env: Mapping[str, str] | None = None) -> Loc
     common: dict[str, Any] = {
         "name": p.name, "version": p.version, "manager": p.manager, "source_mode": p.source_mode,
         "extras": p.extras, "entrypoints": p.entrypoints,
-        # conda channels travel on the planned package once the plan carries them
-        "channels": sorted(getattr(p, "channels", None) or []),
+        "channels": p.channels,
     }
     source = p.source
     if isinstance(source, GitSource):

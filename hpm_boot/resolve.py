@@ -62,6 +62,7 @@ class PlannedPackage(msgspec.Struct, frozen=True, omit_defaults=True):
     reason: Reason
     manager: str = "uv"
     extras: list[str] = msgspec.field(default_factory=list)
+    channels: list[str] = msgspec.field(default_factory=list)  # conda only
     entrypoints: dict[str, str] = msgspec.field(default_factory=dict)
     provides: list[str] = msgspec.field(default_factory=list)
     path: str | None = None  # absolute path of a local source
@@ -390,6 +391,7 @@ def _plan(state: _State, groups: Iterable[str]) -> Plan:
                 reason=state.chosen[name],
                 manager=m.install_args.manager,
                 extras=sorted(m.install_args.extras),
+                channels=list(m.install_args.channels),
                 entrypoints=dict(sorted(m.entrypoints.items())),
                 provides=sorted(canonicalize_name(v) for v in m.provides),
                 path=str(path) if path is not None else None,
