@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,6 +59,8 @@ PLATFORMS = {
 }
 #: the one PyYAML wheel whose pure-Python yaml/ package is vendored
 YAML_WHEEL = ("3.12", "manylinux_x86_64")
+#: what gets compiled bytecode (archive paths): hpm itself and the vendored packages
+BYTECODE_OF = ("hpm_boot/", "_vendor/")
 PART_SIZE = 48 * 1024
 RESCUE_GAP = 56 * 1024  # < 64 KiB, the span zipimport searches for an end record
 FILE_MODE = 0o100644
@@ -70,6 +73,26 @@ import sys
 if sys.version_info < (3, 10):
     sys.stderr.write("hpm: needs Python 3.10 or newer, this is %s\\n" % sys.version.split()[0])
     sys.exit(1)
+# Bytecode compiled by the build, per interpreter: cache tag -> (magic number, offset,
+# length, CRC-32 of the archive bytes holding _pyc/<tag>/). zipimport checks no CRC and
+# bad bytecode can crash the interpreter, so the region is checked before it is used.
+BYTECODE = {bytecode}
+_tag = sys.implementation.cache_tag
+_archive = getattr(globals().get("__loader__"), "archive", None)
+if _archive and _tag in BYTECODE:
+    from importlib.util import MAGIC_NUMBER  # already imported by runpy: free
+
+    _magic, _start, _length, _crc = BYTECODE[_tag]
+    if MAGIC_NUMBER.hex() == _magic:
+        import zlib
+
+        with open(_archive, "rb") as _f:
+            _f.seek(_start)
+            if zlib.crc32(_f.read(_length)) != _crc:
+                sys.stderr.write("hpm: the file %s is damaged (compiled modules fail their CRC); "
+                                 "download or build it again\\n" % _archive)
+                sys.exit(65)
+        sys.path.insert(0, "%s/_pyc/%s" % (_archive, _tag))
 try:
     from hpm_boot._pyz import main
 except Exception as exc:  # zipimport.ZipImportError, zlib.error...: a damaged archive
@@ -233,10 +256,17 @@ def _split(data: bytes) -> list[bytes]:
 
 
 def collect(
-    wheels: dict[str, list[Path]], pythons: list[str], platforms: list[str]
+    wheels: dict[str, list[Path]],
+    pythons: list[str],
+    platforms: list[str],
+    bytecode: list[str] | None = None,
+    strict_bytecode: bool = False,
 ) -> tuple[dict[str, bytes], dict]:
-    """Every file of the pyz (name -> bytes) and the BUILD_INFO it carries."""
-    files: dict[str, bytes] = {"__main__.py": MAIN_PY.encode()}
+    """Every file of the pyz (name -> bytes) and the BUILD_INFO it carries.
+
+    ``bytecode``: the Python versions to ship compiled modules for (see compile_bytecode).
+    """
+    files: dict[str, bytes] = {}
     for path in sorted((ROOT / "hpm_boot").rglob("*.py")):
         if "__pycache__" not in path.parts:
             files[path.relative_to(ROOT).as_posix()] = path.read_bytes()
@@ -250,6 +280,10 @@ def collect(
             files[f"_wheels/{whl.name}/{n}"] = part
         index.append({"file": whl.name, "sha256": hashlib.sha256(data).hexdigest(),
                       "size": len(data), "parts": len(parts)})  # fmt: skip
+    sources = {n.removeprefix("_vendor/"): d for n, d in files.items()
+               if n.endswith(".py") and n.startswith(BYTECODE_OF)}  # fmt: skip
+    pyc, compiled = compile_bytecode(sources, bytecode or [], strict_bytecode)
+    files.update(pyc)
     epoch = source_date_epoch()
     info = {
         "version": hpm_version(),
@@ -260,9 +294,77 @@ def collect(
         "pythons": pythons,
         "platforms": platforms,
         "wheels": index,
+        "bytecode": compiled,
     }
     files["BUILD_INFO"] = (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
     return files, info
+
+
+# -- bytecode -------------------------------------------------------------------------
+
+#: Run by each target interpreter: reads {name: source} as JSON on stdin, writes
+#: {name: hex of a .pyc}, plus the interpreter's version, cache tag and magic number.
+#: The .pyc files are unchecked-hash based: no timestamps, and the archive never changes.
+COMPILE_PY = """\
+import importlib.util, json, marshal, sys
+out = {}
+for name, source in sorted(json.load(sys.stdin).items()):
+    data = source.encode()
+    code = compile(data, name, "exec", dont_inherit=True, optimize=0)
+    out[name] = (importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                 + importlib.util.source_hash(data) + marshal.dumps(code)).hex()
+    del code
+json.dump({"version": sys.version.split()[0], "tag": sys.implementation.cache_tag,
+           "magic": importlib.util.MAGIC_NUMBER.hex(), "pyc": out}, sys.stdout)
+"""
+
+
+def find_python(version: str) -> str | None:
+    """A working CPython ``version`` (X.Y) to compile with: this one, pyenv's newest, python3.X on PATH."""
+    candidates = [sys.executable] if f"{sys.version_info[0]}.{sys.version_info[1]}" == version else []
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    found = sorted(
+        (tuple(int(x) for x in p.name.split(".")), str(p / "bin" / "python3"))
+        for p in pyenv.glob(f"{version}.*")
+        if re.fullmatch(r"\d+\.\d+\.\d+", p.name) and (p / "bin" / "python3").exists()
+    )
+    candidates += [exe for _, exe in reversed(found)]
+    candidates += [exe for exe in [shutil.which(f"python{version}")] if exe]
+    check = f"import sys; sys.exit(sys.version_info[:2] != ({version.replace('.', ', ')}))"
+    for exe in candidates:
+        if subprocess.run([exe, "-I", "-c", check], capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+def compile_bytecode(
+    sources: dict[str, bytes], versions: list[str], strict: bool
+) -> tuple[dict[str, bytes], dict]:
+    """``_pyc/<cache tag>/<module>.pyc`` for every source, per Python version.
+
+    Returns the files and ``{version: {"python": X.Y.Z, "tag": ..., "magic": ...}}``.
+    A version without an interpreter is skipped, or an error when ``strict``.
+    """
+    files: dict[str, bytes] = {}
+    done: dict[str, dict] = {}
+    payload = json.dumps({name: data.decode() for name, data in sources.items()})
+    for version in versions:
+        python = find_python(version)
+        if python is None:
+            if strict:
+                raise BuildError(f"no Python {version} to compile bytecode with: put python{version} on PATH")
+            continue
+        # 3.10 marshals set constants in hash order: fix the seed (hence no -I, which ignores it)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"PYTHONHASHSEED": "0"}
+        cmd = [python, "-S", "-s", "-c", COMPILE_PY]
+        run = subprocess.run(cmd, input=payload, capture_output=True, text=True, env=env)
+        if run.returncode:
+            raise BuildError(f"compiling bytecode with {python} failed: {run.stderr.strip()[-500:]}")
+        out = json.loads(run.stdout)
+        for name, pyc in out["pyc"].items():
+            files[f"_pyc/{out['tag']}/{name[: -len('.py')]}.pyc"] = bytes.fromhex(pyc)
+        done[version] = {"python": out["version"], "tag": out["tag"], "magic": out["magic"]}
+    return files, done
 
 
 # -- the archive --------------------------------------------------------------------------
@@ -285,7 +387,8 @@ def rescue_zip(epoch: int) -> bytes:
 
 
 def write_pyz(files: dict[str, bytes], epoch: int, comment: str = "hpm.pyz") -> bytes:
-    """The archive's bytes: ``files`` in sorted order, rescue zips between them.
+    """The archive's bytes: ``files`` in sorted order, rescue zips between them, and
+    ``__main__.py`` last (it carries the offsets and CRCs of the ``_pyc/<tag>/`` regions).
 
     The 64-byte archive comment means a file cut short by up to 64 bytes still runs.
     """
@@ -293,6 +396,7 @@ def write_pyz(files: dict[str, bytes], epoch: int, comment: str = "hpm.pyz") -> 
     buf.write(SHEBANG)
     rescue = rescue_zip(epoch)
     count = 0
+    regions: dict[str, list[int]] = {}  # cache tag -> [start, end] in the file
     with zipfile.ZipFile(buf, "w") as zf:
 
         def add_rescue() -> int:
@@ -301,13 +405,26 @@ def write_pyz(files: dict[str, bytes], epoch: int, comment: str = "hpm.pyz") -> 
             count += 1
             return buf.tell()
 
-        last = add_rescue()
-        for name in sorted(files):
-            data = files[name]
+        def add(name: str, data: bytes) -> None:
+            nonlocal last
             if buf.tell() + 30 + len(name) + len(data) + 64 - last > RESCUE_GAP:
                 last = add_rescue()
+            start = buf.tell()
             stored = name.startswith("_wheels/")
             zf.writestr(_info(name, epoch, stored), data, compresslevel=None if stored else 9)
+            if name.startswith("_pyc/"):
+                regions.setdefault(name.split("/")[1], [start, 0])[1] = buf.tell()
+
+        last = add_rescue()
+        for name in sorted(files):
+            add(name, files[name])
+        view = buf.getbuffer()
+        table = {}
+        for tag, (start, end) in sorted(regions.items()):
+            magic = files[next(n for n in sorted(files) if n.startswith(f"_pyc/{tag}/"))][:4].hex()
+            table[tag] = (magic, start, end - start, zlib.crc32(view[start:end]))
+        del view
+        add("__main__.py", MAIN_PY.replace("{bytecode}", repr(table)).encode())
         last = add_rescue()
         zf.comment = comment.encode()[:64].ljust(64)
     data = buf.getvalue()
@@ -322,12 +439,18 @@ def build(
     pythons: list[str] | None = None,
     platforms: list[str] | None = None,
     offline: bool = False,
+    bytecode: list[str] | None = None,
 ) -> dict:
-    """Build the pyz at ``output``; returns its BUILD_INFO plus ``size`` and ``sha256``."""
+    """Build the pyz at ``output``; returns its BUILD_INFO plus ``size`` and ``sha256``.
+
+    ``bytecode``: versions to compile for (an interpreter of each must be found); None
+    means every one of ``pythons`` that has an interpreter here, ``[]`` none.
+    """
     pythons = sorted(pythons or PYTHONS)
     platforms = sorted(platforms or PLATFORMS)
     wheels = fetch_wheels(wheels_dir, pythons, platforms, offline)
-    files, info = collect(wheels, pythons, platforms)
+    strict = bytecode is not None
+    files, info = collect(wheels, pythons, platforms, pythons if bytecode is None else bytecode, strict)
     comment = f"hpm {info['version']} {info['commit']}"
     data = write_pyz(files, info["source_date_epoch"], comment)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -359,21 +482,30 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"CPython versions to include: {', '.join(PYTHONS)}, all")  # fmt: skip
     parser.add_argument("--offline", action="store_true", help="never download: fail if a wheel is missing")
     parser.add_argument("--download-only", action="store_true", help="fill --wheels and stop")
+    parser.add_argument("--bytecode", action="append", metavar="X.Y",
+                        help="compile modules for these Pythons (each must be found: python3.X on PATH "
+                        "or under ~/.pyenv); none, all; default: those of --python found here")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         platforms = _choices(args.platform, list(PLATFORMS), "platform")
         pythons = _choices(args.python, PYTHONS, "python")
+        bytecode = None
+        if args.bytecode:
+            bytecode = (
+                [] if args.bytecode == ["none"] else _choices(args.bytecode, pythons, "bytecode python")
+            )
         if args.download_only:
             fetch_wheels(args.wheels, pythons, platforms, args.offline)
             print(f"wheels ready in {args.wheels}")
             return 0
-        info = build(args.output, args.wheels, pythons, platforms, args.offline)
+        info = build(args.output, args.wheels, pythons, platforms, args.offline, bytecode)
     except BuildError as exc:
         print(f"build_zipapp: {exc}", file=sys.stderr)
         return 1
     print(
         f"built {args.output}: {info['size']:,} bytes ({info['size'] / 1e6:.2f} MB), "
-        f"{len(info['wheels'])} msgspec wheels, hpm {info['version']} {info['commit'][:12]}, "
+        f"{len(info['wheels'])} msgspec wheels, bytecode for {', '.join(info['bytecode']) or 'none'}, "
+        f"hpm {info['version']} {info['commit'][:12]}, "
         f"sha256 {info['sha256'][:16]}"
     )
     return 0

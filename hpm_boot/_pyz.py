@@ -30,30 +30,39 @@ def setup() -> None:
     """Make the vendored packages and the msgspec wheel importable (idempotent)."""
     if ARCHIVE is None or any(isinstance(f, _WheelFinder) for f in sys.meta_path):
         return
-    sys.path.insert(1 if sys.path and sys.path[0] == ARCHIVE else 0, f"{ARCHIVE}/_vendor")
+    # after the archive itself (and its _pyc/<tag> bytecode, which __main__ put first)
+    at = sys.path.index(ARCHIVE) + 1 if ARCHIVE in sys.path else 0
+    sys.path.insert(at, f"{ARCHIVE}/_vendor")
     sys.meta_path.insert(0, _WheelFinder())
 
 
 def main() -> NoReturn:
     """Entry of ``hpm.pyz``: run ``hpm_boot.__main__.main`` and exit with its code."""
-    import zipimport
-    import zlib
-
     setup()
     try:
         from hpm_boot.__main__ import main as hpm_main
 
         code = hpm_main()
-    except (zipimport.ZipImportError, zlib.error) as exc:
-        tb, frames = exc.__traceback__, []
-        while tb:
-            frames.append(tb.tb_frame.f_code.co_filename)
-            tb = tb.tb_next
-        if not isinstance(exc, zipimport.ZipImportError) and "<frozen zipimport>" not in frames:
-            raise  # a zlib error of hpm's own work, not of reading this archive
-        sys.stderr.write(_DAMAGED.format(ARCHIVE, exc))
+    except Exception as exc:
+        if not _reading_archive_failed(exc):
+            raise
+        sys.stderr.write(_DAMAGED.format(ARCHIVE, f"{type(exc).__name__}: {exc}"))
         sys.exit(65)
     sys.exit(code)
+
+
+def _reading_archive_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from zipimport reading this archive (not from hpm's own code).
+
+    zipimport checks no CRC: a damaged member shows as a zlib error, bad marshal data or
+    a SyntaxError, raised in zipimport's own frame (module code raises in its own frame).
+    """
+    if type(exc).__name__ == "ZipImportError":
+        return True
+    tb = exc.__traceback__
+    while tb and tb.tb_next:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename == "<frozen zipimport>"
 
 
 def build_info() -> dict[str, Any]:
@@ -155,7 +164,11 @@ def cache_places() -> list[str]:
     if (home := os.path.expanduser("~")) != "~":
         places.append(join(home, ".cache", "hpm"))
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return [*places, join(tempfile.gettempdir(), f"hpm-{uid}")]
+    try:
+        tmp = tempfile.gettempdir()
+    except OSError:  # no writable temp dir (docker --read-only without --tmpfs /tmp)
+        return places
+    return [*places, join(tmp, f"hpm-{uid}")]
 
 
 def _problem(place: str, probe: bool) -> str | None:
@@ -168,7 +181,7 @@ def _problem(place: str, probe: bool) -> str | None:
             os.makedirs(os.path.join(place, "wheels"), mode=0o700, exist_ok=True)
         st = os.stat(place)
         uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
-        if place == cache_places()[-1] and (st.st_uid != uid or st.st_mode & 0o022):
+        if cache_places()[-1:] == [place] and (st.st_uid != uid or st.st_mode & 0o022):
             return "not owned by you or writable by others"  # in the shared temp dir
         if hasattr(os, "statvfs") and os.statvfs(place).f_flag & getattr(os, "ST_NOEXEC", 0):
             return "mounted noexec"
@@ -178,6 +191,38 @@ def _problem(place: str, probe: bool) -> str | None:
             os.unlink(name)
     except OSError as exc:
         return exc.strerror or str(exc)
+    return None
+
+
+def place_state(place: str) -> str:
+    """A cache place as ``hpm self-check`` shows it; looks, never writes."""
+    if not os.path.lexists(place):
+        parent = os.path.dirname(place)
+        while parent and not os.path.exists(parent) and parent != os.path.dirname(parent):
+            parent = os.path.dirname(parent)
+        if os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK):
+            return "absent; can be created"
+        return f"absent; cannot be created ({parent} is not a writable directory)"
+    if not os.path.isdir(place):
+        return "not a directory"
+    problem = _problem(place, probe=False)
+    if problem:
+        return problem
+    wheels = os.path.join(place, "wheels")
+    try:
+        count = sum(1 for n in os.listdir(wheels) if not n.startswith(".") and not n.endswith(".lock"))
+    except OSError:
+        count = 0
+    writable = os.access(wheels if os.path.isdir(wheels) else place, os.W_OK | os.X_OK)
+    return f"ok{'' if writable else ', read-only'}; {count} unpacked wheel(s)"
+
+
+def first_usable_place() -> str | None:
+    """Where an extraction would go now (a guess made without writing), or None."""
+    for place in cache_places():
+        state = place_state(place)
+        if state == "absent; can be created" or (state.startswith("ok") and "read-only" not in state):
+            return place
     return None
 
 

@@ -84,7 +84,7 @@ def run_probe(python: str, archive: Path, env: dict[str, str], cwd: Path) -> dic
 
 def cache_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HPM_", "XDG_"))}
-    env.update({"HPM_CACHE": str(tmp_path / "cache"), **extra})
+    env.update({"HPM_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path / "home"), **extra})
     return env
 
 
@@ -119,10 +119,14 @@ def test_layout_and_build_info(pyz: Path) -> None:
         main_py = zf.read("__main__.py").decode()
     assert {"__main__.py", "BUILD_INFO", "hpm_boot/__init__.py", "hpm_boot/_pyz.py"} <= names
     assert {"_vendor/yaml/__init__.py", "_vendor/packaging/tags.py"} <= names
-    assert not [n for n in names if n.endswith((".so", ".pyc")) or n.startswith("_vendor/_yaml")]
+    assert not [n for n in names if n.endswith(".so") or n.startswith("_vendor/_yaml")]
+    assert not [n for n in names if n.endswith(".pyc") and not n.startswith("_pyc/")]
+    tag = sys.implementation.cache_tag
+    assert {f"_pyc/{tag}/hpm_boot/boot.pyc", f"_pyc/{tag}/yaml/__init__.pyc"} <= names
+    assert {c["tag"] for c in info["bytecode"].values()} >= {tag}
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hpm_boot").rglob("*.py")}
     assert {n for n in names if n.startswith("hpm_boot/")} == sources
-    assert "hpm_boot._pyz" in main_py and len(main_py) < 1000
+    assert "hpm_boot._pyz" in main_py and len(main_py) < 2500
     assert info["deps"] == build_zipapp.PINS
     assert len(info["wheels"]) == len(build_zipapp.PYTHONS) * len(build_zipapp.PLATFORMS)
     for wheel in info["wheels"]:
@@ -213,7 +217,7 @@ def test_no_usable_cache_is_one_clear_error(pyz: Path, tmp_path: Path) -> None:
 def test_a_platform_without_a_wheel_is_a_clear_error(wheels_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.pyz"
     info = build_zipapp.build(other, wheels_dir, None, [OTHER_PLATFORM], offline=True)
-    assert info["size"] < 2_000_000  # one platform, five Pythons
+    assert info["size"] - sum(w["size"] for w in info["wheels"]) < 2_500_000  # mostly bytecode
     out = run_probe(sys.executable, other, cache_env(tmp_path), tmp_path)
     assert out["error"] == "NotFoundError" and out["code"] == 66
     py = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -247,10 +251,16 @@ def test_a_truncated_pyz_says_it_is_damaged(pyz: Path, tmp_path: Path, cut: floa
     )
 
 
-def test_a_corrupted_member_says_it_is_damaged(pyz: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("member", ["hpm_boot/_pyz.py", "_pyc/{tag}/hpm_boot/_pyz.pyc"])
+def test_a_corrupted_member_says_it_is_damaged(
+    pyz: Path, wheels_dir: Path, tmp_path: Path, member: str
+) -> None:
+    if member.endswith(".py"):  # sources are read only where no bytecode fits
+        pyz = tmp_path / "plain.pyz"
+        build_zipapp.build(pyz, wheels_dir, ["3.12"], ["manylinux_x86_64"], offline=True, bytecode=[])
     data = bytearray(pyz.read_bytes())
     with zipfile.ZipFile(pyz) as zf:
-        member = zf.getinfo("hpm_boot/_pyz.py")
+        member = zf.getinfo(member.format(tag=sys.implementation.cache_tag))
     start = member.header_offset + 30 + len(member.filename) + 8
     data[start : start + 32] = b"\xff" * 32
     bad = tmp_path / "bad.pyz"
@@ -258,6 +268,17 @@ def test_a_corrupted_member_says_it_is_damaged(pyz: Path, tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, str(bad), "--version"], capture_output=True, text=True)
     assert done.returncode == 65
     assert done.stderr.startswith(f"hpm: the file {bad} is damaged (") and done.stderr.count("\n") == 1
+
+
+def test_bytecode_is_used_and_can_be_left_out(wheels_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plain.pyz"
+    info = build_zipapp.build(out, wheels_dir, ["3.12"], ["manylinux_x86_64"], offline=True, bytecode=[])
+    assert info["bytecode"] == {}
+    with zipfile.ZipFile(out) as zf:
+        assert not [n for n in zf.namelist() if n.endswith(".pyc")]
+        assert "BYTECODE = {}" in zf.read("__main__.py").decode()
+    done = subprocess.run([sys.executable, str(out), "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("hpm "), done.stderr
 
 
 def test_a_corrupted_wheel_fails_its_digest(pyz: Path, tmp_path: Path) -> None:
