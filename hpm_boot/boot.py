@@ -3,44 +3,60 @@
 Standard library only, and only what this path needs: a warm start (the lock already
 installed) must cost little more than the interpreter's own start. When something is
 missing, ``fast_run`` returns None and the full CLI takes over (install, then exec).
-``Environment``, ``missing`` and ``exec_target`` are shared with ``install`` and ``cli``.
+``Environment``, ``missing``, ``choose_command`` and ``exec_target`` are shared with
+``install`` and ``cli``.
+
+The warm-start stamp: after a lock has been decoded (digest checked by ``payload``) and
+found installed, a small ``marshal`` file in the target environment remembers the exact
+lock input (the HPM_LOCK_B64 text or the lock file's bytes) and what the hot path needs
+of it (pins, entrypoints already split). The next start with byte-identical input skips
+decoding, digest and JSON entirely; the installed distributions are still checked
+every time. No stamp is used while a signing key is set (the signature is verified on
+every start). The stamp lives where the packages live: whoever can write it can already
+write code that the application imports.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from hpm_boot.errors import CommandNotFoundError, HpmError, NotFoundError, UsageError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no ``typing`` import at run time: milliseconds on the hot path
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any, NoReturn
 
 SCRUBBED = ("HPM_LOCK_B64", "HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE")
+KEY_VARS = ("HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE")
+STAMP_NAME = ".hpm-boot-stamp"
+STAMP_VERSION = 1
+MAX_LOCK_FILE = 8 * 1024 * 1024
 
 
 class Environment:
     """Where packages go: an interpreter, its site directories, the bin dir to put on PATH."""
 
-    __slots__ = ("bin_dir", "python", "python_version", "site_dirs", "venv")
+    __slots__ = ("bin_dir", "prefix", "python", "python_version", "site_dirs", "venv")
 
     def __init__(self, python: str, python_version: str, site_dirs: list[str],
-                 venv: str | None = None, bin_dir: str | None = None) -> None:
+                 venv: str | None = None, bin_dir: str | None = None, prefix: str | None = None) -> None:
         self.python = python
         self.python_version = python_version  # "3.12"
         self.site_dirs = site_dirs
         self.venv = venv
         self.bin_dir = bin_dir
+        self.prefix = prefix or venv or sys.prefix
 
     @classmethod
     def current(cls) -> Environment:
         """The interpreter running hpm."""
         dirs = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
         version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        return cls(sys.executable, version, dirs, bin_dir=os.path.dirname(sys.executable))
+        venv = sys.prefix if sys.prefix != sys.base_prefix else None
+        return cls(sys.executable, version, dirs, venv=venv, bin_dir=os.path.dirname(sys.executable),
+                   prefix=sys.prefix)
 
     @classmethod
     def of_venv(cls, path: str) -> Environment | None:
@@ -51,11 +67,49 @@ class Environment:
             names = sorted(n for n in os.listdir(lib) if n.startswith("python3."))
         except OSError:
             return None
-        if not names or not os.path.exists(python):
+        if not names or not os.path.exists(python) or not os.path.exists(os.path.join(path, "pyvenv.cfg")):
             return None
         site = os.path.join(lib, names[-1], "site-packages")
         return cls(python, names[-1].removeprefix("python"), [site], venv=path,
                    bin_dir=os.path.join(path, "bin"))
+
+
+# ---------------------------------------------------------------- JSON without ``re``
+
+
+class _JsonContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo = None  # unused by the C scanner; kept for json.scanner's interface
+
+    @staticmethod
+    def parse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` through the C scanner: the ``json`` package imports ``re`` (ms)."""
+    try:
+        import _json
+
+        scan = _json.make_scanner(_JsonContext())
+    except (ImportError, AttributeError):  # another Python implementation
+        import json
+
+        return json.loads(text)
+    try:
+        value, end = scan(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if text[end:].strip():
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
+# ---------------------------------------------------------------- what is installed
 
 
 def _norm(name: str) -> str:
@@ -79,18 +133,31 @@ def installed(site_dirs: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 def _direct_url(dist_info: str) -> dict[str, Any]:
     try:
-        with open(os.path.join(dist_info, "direct_url.json"), "rb") as f:
-            data = json.load(f)
+        with open(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
+            data = loads(f.read())
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
 
 
+def _file_path(url: str) -> str:
+    """The local path of a ``file:`` URL (or a plain path), percent-escapes decoded."""
+    if not url.startswith("file:"):
+        return url
+    path = url[5:]
+    if path.startswith("//"):
+        path = path[2:]
+        path = path[path.find("/"):] if "/" in path else ""
+    if "%" in path:
+        from urllib.parse import unquote
+
+        path = unquote(path)
+    return path
+
+
 def _same_path(a: str, b: str) -> bool:
     """Whether two paths or file: URLs name the same place."""
-    from urllib.parse import unquote, urlsplit
-
-    a, b = (unquote(urlsplit(x).path) if x.startswith("file:") else x for x in (a, b))
+    a, b = _file_path(a), _file_path(b)
     return bool(a) and os.path.realpath(a) == os.path.realpath(b)
 
 
@@ -131,7 +198,7 @@ def missing(lock: Mapping[str, Any], env: Environment) -> list[str]:
             out.append(why)
     conda = [p for p in lock.get("packages", []) if p.get("manager") == "conda"]
     if conda:
-        out.extend(_conda_missing(conda, env))
+        out.extend(conda_missing(conda, env.prefix))
     return out
 
 
@@ -141,42 +208,86 @@ def _markers_apply(markers: str) -> bool:
     return Marker(markers).evaluate()
 
 
-def _conda_missing(packages: list[Mapping[str, Any]], env: Environment) -> list[str]:
-    prefix = env.venv or sys.prefix
+def conda_spec(requirement: str) -> tuple[str, str | None]:
+    """``numpy==1.26.4`` / ``numpy=1.26.4`` / ``numpy>=1`` -> (name, exact version or None)."""
+    req = requirement.strip()
+    cut = min((i for i in (req.find(c) for c in "=<>!~ [") if i >= 0), default=len(req))
+    name, spec = req[:cut], req[cut:].strip()
+    exact = spec.lstrip("=") if spec.startswith("=") and not any(c in spec for c in "<>!*,|") else None
+    return _norm(name), exact or None
+
+
+def conda_missing(packages: Sequence[Mapping[str, Any]], prefix: str) -> list[str]:
+    """conda packages of the lock that ``prefix/conda-meta`` does not record."""
     try:
         names = os.listdir(os.path.join(prefix, "conda-meta"))
     except OSError:
         names = []
-    present = {n.rsplit("-", 2)[0].lower() for n in names if n.endswith(".json")}
-    return [f"{p['name']} (conda) not installed" for p in packages
-            if _norm(p["requirement"].split("=")[0].split("<")[0].split(">")[0].strip()) not in present]
+    present: dict[str, set[str]] = {}
+    for n in names:
+        if n.endswith(".json") and n.count("-") >= 2:
+            pkg, version, _build = n[:-5].rsplit("-", 2)
+            present.setdefault(_norm(pkg), set()).add(version)
+    out = []
+    for p in packages:
+        name, version = conda_spec(p["requirement"])
+        if name not in present:
+            out.append(f"{name} (conda) not installed")
+        elif version is not None and version not in present[name]:
+            out.append(f"{name} (conda) {', '.join(sorted(present[name]))} installed, {version} locked")
+    return out
 
 
-def choose_command(lock: Mapping[str, Any], entrypoint: str | None, cmd: Sequence[str]) -> list[str]:
-    """The argv to exec: ``cmd`` as given, or a manifest entrypoint split with shlex."""
+# ---------------------------------------------------------------- what to run
+
+
+def entrypoints_of(lock: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(package, entrypoint name, command string) of every package in the lock."""
+    return [(p["name"], name, command) for p in lock.get("packages", [])
+            for name, command in sorted(p.get("entrypoints", {}).items())]
+
+
+def choose_command(lock: Mapping[str, Any], entrypoint: str | None, cmd: Sequence[str],
+                   split: Mapping[str, list[str]] | None = None) -> list[str]:
+    """The argv to exec: ``cmd`` as given, or a manifest entrypoint split with shlex
+    (``split`` holds commands already split, from the stamp), followed by ``cmd``."""
     if entrypoint is None:
         if not cmd:
             raise UsageError("nothing to run: give a command after -- or --entrypoint NAME")
         return list(cmd)
-    import shlex
-
     pkg, sep, name = entrypoint.rpartition(":")
-    found = [(p["name"], p["entrypoints"][name]) for p in lock.get("packages", [])
-             if name in p.get("entrypoints", {}) and (not sep or p["name"] == _norm(pkg))]
+    every = entrypoints_of(lock)
+    found = [(p, command) for p, n, command in every if n == name and (not sep or p == _norm(pkg))]
     if not found:
-        known = sorted(f"{p['name']}:{e}" for p in lock.get("packages", []) for e in p.get("entrypoints", {}))
+        known = sorted(f"{p}:{n}" for p, n, _ in every)
         raise NotFoundError(f"no entrypoint {entrypoint!r} in the plan",
                             "entrypoints: " + (", ".join(known) or "none defined"))
     if len(found) > 1:
         choices = ", ".join(f"{p}:{name}" for p, _ in sorted(found))
         raise NotFoundError(f"entrypoint {name!r} is defined by more than one package; "
-                            f"choose one of {choices}")
-    return shlex.split(found[0][1]) + list(cmd)
+                            f"choose one of {choices}", f"e.g. --entrypoint {found[0][0]}:{name}")
+    command = found[0][1]
+    if split is not None and command in split:
+        return [*split[command], *cmd]
+    import shlex
+
+    return [*shlex.split(command), *cmd]
+
+
+def _quote(argv: Sequence[str]) -> str:
+    """argv for a log line, quoted where needed (``shlex.join`` without importing ``re``)."""
+    safe = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+    return " ".join(a if a and set(a) <= safe else "'" + a.replace("'", "'\"'\"'") + "'" for a in argv)
 
 
 def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str]) -> NoReturn:
-    """Become ``argv``: no shell, no child; lock and key variables removed."""
-    import signal
+    """Become ``argv`` (``os.execvpe``): no shell, no child; lock and key variables removed.
+
+    ``python``/``python3``/``pythonX.Y`` is the target interpreter, whatever PATH says;
+    the target's bin directory goes first on PATH; SIGPIPE and SIGXFSZ are reset to
+    their defaults (Python ignores them, and the exec'd program would inherit that).
+    """
+    import _signal  # the builtin under ``signal``, which would import ``enum``
 
     child_env = {k: v for k, v in environ.items() if k not in SCRUBBED}
     if env.bin_dir:
@@ -187,12 +298,12 @@ def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str
     if program in ("python", "python3", f"python{env.python_version}"):
         program = env.python  # the interpreter hpm installed into, whatever PATH says
     for name in ("SIGPIPE", "SIGXFSZ"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        if hasattr(_signal, name):
+            _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execvpe(program, [argv[0], *argv[1:]], child_env)
+        os.execvpe(program, list(argv), child_env)
     except FileNotFoundError:
         raise CommandNotFoundError(f"command not found: {argv[0]}",
                                    f"PATH={child_env.get('PATH', '')}") from None
@@ -210,45 +321,156 @@ def target_environment(environ: Mapping[str, str]) -> Environment | None:
     return Environment.current()
 
 
-def parse_run_args(args: Sequence[str]) -> tuple[str | None, list[str]] | None:
-    """``[--entrypoint NAME] [-- CMD...]``; None for anything else (the full CLI parses it)."""
-    entrypoint = None
-    rest = list(args)
-    if rest[:1] == ["--entrypoint"] and len(rest) >= 2:
-        entrypoint, rest = rest[1], rest[2:]
-    elif rest[:1] and rest[0].startswith("--entrypoint="):
-        entrypoint, rest = rest[0].partition("=")[2], rest[1:]
-    if rest and rest[0] != "--":
+# ---------------------------------------------------------------- the warm-start stamp
+
+
+def lock_input(environ: Mapping[str, str], lock_file: str | None = None) -> str | bytes | None:
+    """The raw lock input, byte for byte: ``--lock``/HPM_LOCK_FILE content or HPM_LOCK_B64."""
+    path = lock_file or environ.get("HPM_LOCK_FILE")
+    if path and not lock_file and "HPM_LOCK_B64" in environ:
+        return None  # both set: a usage error the full check reports
+    if not path:
+        return environ.get("HPM_LOCK_B64")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LOCK_FILE + 1)
+    except OSError:
         return None
-    return entrypoint, rest[1:]
+    return data if len(data) <= MAX_LOCK_FILE else None
+
+
+def _stamp_path(env: Environment) -> str | None:
+    return os.path.join(env.venv or env.site_dirs[0], STAMP_NAME) if (env.venv or env.site_dirs) else None
+
+
+def read_stamp(env: Environment, raw: str | bytes) -> dict[str, Any] | None:
+    """The stamp's summary of the lock when it was made from exactly ``raw``."""
+    import marshal
+
+    path = _stamp_path(env)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            stamp = marshal.loads(f.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if not isinstance(stamp, dict) or stamp.get("v") != STAMP_VERSION or stamp.get("input") != raw:
+        return None
+    return stamp
+
+
+def write_stamp(env: Environment, raw: str | bytes, lock: Mapping[str, Any]) -> None:
+    """Remember ``lock`` (already checked, found installed) for input ``raw``; best effort."""
+    import marshal
+
+    path = _stamp_path(env)
+    if path is None:
+        return
+    import shlex
+
+    split = {}
+    for _, _, command in entrypoints_of(lock):
+        try:  # noqa: SIM105 (contextlib costs an import)
+            split[command] = shlex.split(command)
+        except ValueError:
+            pass  # reported when it is chosen
+    stamp = {
+        "v": STAMP_VERSION,
+        "input": raw,
+        "python_version": str(lock.get("target", {}).get("python_version", "")),
+        "pins": [{k: v for k, v in pin.items() if k in ("name", "version", "url", "editable", "markers")}
+                 for pin in lock.get("pins", [])],
+        "packages": [{"name": p["name"], "manager": p.get("manager", "uv"),
+                      "requirement": p.get("requirement", ""), "entrypoints": dict(p.get("entrypoints", {}))}
+                     for p in lock.get("packages", [])],
+        "split": split,
+    }
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(marshal.dumps(stamp))
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        try:  # noqa: SIM105
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- the hot path
+
+
+def parse_run_args(args: Sequence[str]) -> tuple[str | None, str | None, list[str]] | None:
+    """``[--lock FILE] [--entrypoint NAME] [-- CMD...]`` -> (lock file, entrypoint, cmd);
+    None for anything else (the full CLI parses it)."""
+    lock_file = entrypoint = None
+    rest = list(args)
+    while rest and rest[0] != "--":
+        flag, eq, value = rest[0].partition("=")
+        if flag not in ("--lock", "--entrypoint"):
+            return None
+        if not eq:
+            if len(rest) < 2:
+                return None
+            value, rest = rest[1], rest[2:]
+        else:
+            rest = rest[1:]
+        if flag == "--lock":
+            lock_file = value
+        else:
+            entrypoint = value
+    return lock_file, entrypoint, rest[1:]
+
+
+def _same_python(locked: str, env: Environment) -> bool:
+    return ".".join(locked.split(".")[:2]) == env.python_version
 
 
 def fast_run(args: Sequence[str], environ: Mapping[str, str]) -> int | None:
     """``hpm run`` from a lock that is already installed; None hands over to the full CLI."""
     parsed = parse_run_args(args)
-    if parsed is None or not ("HPM_LOCK_B64" in environ or "HPM_LOCK_FILE" in environ):
+    if parsed is None:
         return None
-    from hpm_boot import payload
+    lock_file, entrypoint, cmd = parsed
+    if not (lock_file or "HPM_LOCK_B64" in environ or "HPM_LOCK_FILE" in environ):
+        return None
     from hpm_boot.log import Log
 
     log = Log(environ)
     try:
-        loaded = payload.load_from_env(environ)
-        if loaded is None:
-            return None
-        lock, source = loaded
         env = target_environment(environ)
-        target = lock.get("target", {}).get("python_version") if isinstance(lock.get("target"), dict) else None
-        if env is None or target != env.python_version or lock.get("version") != 1:
+        if env is None:
+            return None  # HPM_VENV not made yet
+        raw = lock_input(environ, lock_file)
+        keyed = any(environ.get(k) for k in KEY_VARS)
+        lock = read_stamp(env, raw) if raw is not None and not keyed else None
+        fresh = lock is None
+        if lock is None:
+            from hpm_boot import payload
+
+            source_env = dict(environ, HPM_LOCK_FILE=lock_file) if lock_file else environ
+            if lock_file:
+                source_env.pop("HPM_LOCK_B64", None)
+            loaded = payload.load_from_env(source_env)
+            if loaded is None:
+                return None
+            lock = loaded[0]
+            if lock.get("version") != 1:
+                return None
+            version = str(lock.get("target", {}).get("python_version", ""))
+        else:
+            version = lock["python_version"]
+        if not _same_python(version, env) or missing(lock, env):
             return None
-        lacking = missing(lock, env)
-        if lacking:
-            return None
-        argv = choose_command(lock, parsed[0], parsed[1])
-        log.info(f"{source}: {len(lock.get('pins', []))} packages already installed "
-                 f"({log.elapsed() * 1000:.1f} ms); exec {' '.join(argv)}")
+        if fresh and raw is not None and not keyed:
+            write_stamp(env, raw, lock)
+        argv = choose_command(lock, entrypoint, cmd, None if fresh else lock.get("split"))
+        if log.level >= 2:
+            log.info(f"{len(lock.get('pins', []))} packages already installed "
+                     f"({log.elapsed() * 1000:.1f} ms); exec {_quote(argv)}")
         exec_target(argv, env, environ)
     except HpmError as exc:
         return log.error(exc)
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, ValueError):
         return None  # an odd lock shape: the full CLI checks it and says what is wrong

@@ -9,6 +9,7 @@ the environment already satisfies the lock.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,9 +29,11 @@ from hpm_boot.errors import (
     InstallerMissingError,
     NotWritableError,
     ResolutionError,
+    mask_credentials,
 )
 from hpm_boot.log import Log
 
+GRACE_SECONDS = 10  # after forwarding SIGTERM/SIGINT, how long the installer gets to stop
 _MACHINES = {"x86_64": ("x86_64", "amd64"), "aarch64": ("aarch64", "arm64"), "arm64": ("aarch64", "arm64")}
 
 
@@ -76,17 +79,23 @@ class Interrupted(HpmError):
 # ---------------------------------------------------------------- target environment
 
 
-def prepare_environment(environ: Mapping[str, str], python: str | None, uv: str, log: Log) -> boot.Environment:
-    """The environment to install into: HPM_VENV (made if missing), ``--python``, or hpm's own."""
+def prepare_environment(environ: Mapping[str, str], python: str | None, uv: str | None,
+                        log: Log) -> boot.Environment:
+    """The environment to install into: HPM_VENV (made if missing), ``--python``, or hpm's own.
+
+    ``uv`` is needed only to create HPM_VENV; None finds it then (HPM_UV, PATH, ``uv`` package).
+    """
     venv = environ.get("HPM_VENV")
     if venv:
-        return _ensure_venv(Path(venv), python or sys.executable, uv, log)
-    if python and os.path.realpath(python) != os.path.realpath(sys.executable):
+        return _ensure_venv(Path(venv), python or sys.executable, uv, environ, log)
+    # abspath, not realpath: every venv's bin/python links to the same base interpreter
+    if python and os.path.abspath(python) != os.path.abspath(sys.executable):
         return _describe_interpreter(python)
     return boot.Environment.current()
 
 
-def _ensure_venv(path: Path, python: str, uv: str, log: Log) -> boot.Environment:
+def _ensure_venv(path: Path, python: str, uv: str | None, environ: Mapping[str, str],
+                 log: Log) -> boot.Environment:
     if path.exists() and not path.is_dir():
         raise NotWritableError(f"HPM_VENV={path} is a file, not a directory",
                                "point HPM_VENV at a directory on a writable volume")
@@ -103,11 +112,19 @@ def _ensure_venv(path: Path, python: str, uv: str, log: Log) -> boot.Environment
         raise NotWritableError(f"HPM_VENV={path}: {parent} is not writable by uid {os.getuid()}",
                                "mount a writable volume there")
     started = time.perf_counter()
-    out = subprocess.run([uv, "venv", "--quiet", "--python", python, str(path)],
-                         capture_output=True, text=True)
+    uv = uv or uvbin.find_uv(environ)
+    child_env = {k: v for k, v in environ.items() if k != "VIRTUAL_ENV"}
+    try:
+        out = subprocess.run([uv, "venv", "--quiet", "--python", python, str(path)],
+                             capture_output=True, text=True, env=child_env, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise InstallerMissingError(f"cannot run {uv}: {exc.strerror}") from None
     if out.returncode != 0:
-        raise InstallerFailedError(f"uv venv {path} failed: {out.stderr.strip().splitlines()[-1:]}",
-                                   out.stderr.strip())
+        lines = out.stderr.strip().splitlines()
+        cause = lines[0].removeprefix("error: ") if lines else f"exit {out.returncode}"
+        error = NotWritableError if "ermission denied" in out.stderr or "Read-only" in out.stderr \
+            else InstallerFailedError
+        raise error(f"uv venv {path} failed: {cause}", out.stderr.strip())
     log.info(f"created virtual environment {path} ({time.perf_counter() - started:.2f} s)")
     made = boot.Environment.of_venv(str(path))
     assert made is not None
@@ -128,7 +145,7 @@ def _describe_interpreter(python: str) -> boot.Environment:
 
     exe, version, sites, is_venv, prefix = json.loads(out.stdout)
     return boot.Environment(exe, version, sites, venv=prefix if is_venv else None,
-                            bin_dir=os.path.dirname(exe))
+                            bin_dir=os.path.dirname(exe), prefix=prefix)
 
 
 def externally_managed(env: boot.Environment) -> bool:
@@ -146,20 +163,21 @@ def externally_managed(env: boot.Environment) -> bool:
 
 def check_writable(env: boot.Environment) -> None:
     """Exit 73 with a hint before an installer fails on a read-only target."""
-    target = env.site_dirs[-1] if env.site_dirs else None
-    if env.venv is None and env.python == sys.executable:
-        target = sysconfig.get_path("purelib")
+    if env.python == sys.executable:
+        target: str | None = sysconfig.get_path("purelib")
+    else:
+        target = env.site_dirs[0] if env.site_dirs else None
     if target is None:
         return
     probe = Path(target)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not os.access(probe, os.W_OK):
-        raise NotWritableError(
-            f"cannot install into {target}: not writable by uid {os.getuid()}",
-            "set HPM_VENV=/path/on/a/writable/volume to install into a virtual environment there "
-            "(non-root users, read-only root filesystems)",
-        )
+        hint = ("set HPM_VENV=/path/on/a/writable/volume to install into a virtual environment there "
+                "(non-root users, read-only root filesystems)")
+        if env.venv and env.python != sys.executable:
+            hint = f"give uid {os.getuid()} write access to {env.venv}, or {hint}"
+        raise NotWritableError(f"cannot install into {target}: not writable by uid {os.getuid()}", hint)
 
 
 def check_target(lock: Mapping[str, Any], env: boot.Environment) -> None:
@@ -177,11 +195,12 @@ def check_target(lock: Mapping[str, Any], env: boot.Environment) -> None:
         return
     machine = os.uname().machine.lower()
     arches = [a for a in ("x86_64", "aarch64", "arm64", "i686", "ppc64le", "s390x") if a in platform]
-    os_ok = not any(word in platform for word in ("windows", "macos", "darwin", "apple")) or sys.platform == "darwin"
+    foreign_os = any(word in platform for word in ("windows", "macos", "darwin", "apple"))
+    os_ok = not foreign_os or sys.platform == "darwin"
     if (arches and machine not in _MACHINES.get(arches[0], (arches[0],))) or not os_ok:
         raise ResolutionError(
             f"the lock was made for platform {platform}, this machine is {sys.platform} {machine}",
-            f"make the lock with `hpm lock --python-platform` naming this machine's platform",
+            "make the lock with `hpm lock --python-platform` naming this machine's platform",
         )
 
 
@@ -219,7 +238,7 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
     conda = [p for p in packages if p.get("manager") == "conda"]
     if conda:
         channels = sorted({c for p in conda for c in p.get("channels", [])})
-        prefix = env.venv or sys.prefix
+        prefix = env.prefix
         specs = [p["requirement"] for p in conda]
         argv = [uvbin.find_conda(environ), "install", "--yes", "--prefix", prefix,
                 *[a for c in channels for a in ("--channel", c)], *specs]
@@ -240,40 +259,49 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
         out.append(Transaction("uv", argv, lines))
     pip_pins = [p for p in pins if p["name"] in pip_names]
     if pip_pins:
-        lines = [pin_line(p) for p in pip_pins]
+        # pip turns hash checking on for every line as soon as one line has a hash, and
+        # git or editable lines cannot have one: hashes go in only when all have them.
+        hashed = all(p.get("hashes") for p in pip_pins)
+        lines = [pin_line(p if hashed else {**p, "hashes": []}) for p in pip_pins]
         file = req_dir / "pip-requirements.txt"
         file.write_text("\n".join(lines) + "\n")
         argv = [env.python, "-m", "pip", "install", "--no-deps", "--no-input",
                 "--disable-pip-version-check", "-r", str(file), *options.pip_args()]
+        if hashed:
+            argv.append("--require-hashes")
         if externally_managed(env):
             argv.append("--break-system-packages")
         out.append(Transaction("pip", argv, lines))
     return out
 
 
-def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log: Log) -> None:
-    """Run one installer; its output stays visible; SIGTERM/SIGINT are passed on to it."""
+def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log: Log) -> float:
+    """Run one installer in its own process group; its output stays visible (credentials
+    masked); SIGTERM/SIGINT are passed on to the whole group. Returns its wall time."""
     log.debug("running " + " ".join(argv))
-    if manager == "pip" and subprocess.run([argv[0], "-m", "pip", "--version"],
-                                           capture_output=True).returncode != 0:
+    if manager == "pip" and subprocess.run([argv[0], "-m", "pip", "--version"], capture_output=True,
+                                           stdin=subprocess.DEVNULL).returncode != 0:
         raise InstallerMissingError(f"a manifest asks for manager: pip, but {argv[0]} has no pip",
-                                    "install pip into that interpreter, or use manager: uv")
+                                    "install pip into that interpreter (uv venv --seed), or use manager: uv")
     tail: collections.deque[str] = collections.deque(maxlen=40)
     received: list[int] = []
+    started = time.perf_counter()
     try:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=dict(env), start_new_session=True)
     except FileNotFoundError:
-        raise InstallerMissingError(f"{manager} not found: {argv[0]}") from None
+        raise InstallerMissingError(f"{manager} not found: {argv[0]}",
+                                    "install it, or point HPM_UV / PATH at it") from None
+    except PermissionError:
+        raise InstallerMissingError(f"{manager} is not executable: {argv[0]}") from None
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
+        # an installer that ignores the signal gets SIGKILL after a grace period
         signal.signal(signal.SIGALRM, lambda *_: _kill_group(proc.pid))
-        signal.alarm(10)
+        signal.alarm(GRACE_SECONDS)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -281,39 +309,58 @@ def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log
         for raw in proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             tail.append(line)
-            if log.level >= 2 and not log.json:
-                from hpm_boot.errors import mask_credentials
-
-                print(mask_credentials(line), file=sys.stderr, flush=True)
+            log.installer(manager, line)
         code = proc.wait()
     finally:
         signal.alarm(0)
         for s, handler in previous.items():
             signal.signal(s, handler)
+    wall = time.perf_counter() - started
+    log.debug(f"{manager} exited {code} after {wall:.3f} s", installer_seconds=round(wall, 4))
     if received:
-        _kill_group(proc.pid)
+        _kill_group(proc.pid)  # stragglers of the group: no orphan survives hpm
         raise Interrupted(received[0])
     if code != 0:
-        from hpm_boot.errors import mask_credentials
-
-        last = next((t for t in reversed(tail) if t.strip().startswith(("error", "ERROR", "×"))),
-                    next((t for t in reversed(tail) if t.strip()), f"exit {code}"))
+        last = _cause(list(tail)) or f"exit {code}"
+        hint = ""
+        text = "\n".join(tail)
+        offline = "--offline" in argv or env.get("UV_OFFLINE", "").lower() in ("1", "true", "yes")
+        if offline and ("network" in text or "offline" in text or "cache" in text):
+            hint = " (offline: the package is neither in the installer's cache nor in --find-links)"
         raise InstallerFailedError(
-            f"{manager} failed (exit {code}): {mask_credentials(last.strip())}",
-            mask_credentials("\n".join(tail)),
+            f"{manager} failed (exit {code}): {mask_credentials(last.strip())}{hint}",
+            mask_credentials(text),
         )
+    return wall
+
+
+def _cause(lines: list[str]) -> str:
+    """The installer's error line, with its first ``cause``/``Because`` line when it has one."""
+    stripped = [t.strip() for t in lines]
+    starts = [i for i, t in enumerate(stripped) if t.startswith(("error", "ERROR", "×"))]
+    if not starts:
+        return next((t for t in reversed(stripped) if t), "")
+    first = starts[-1] if stripped[starts[-1]].startswith("ERROR") else starts[0]
+    markers = ("cause:", "Because", "Caused by")
+    causes = (t for t in stripped[first + 1:] if t.lstrip("╰─▶ ").startswith(markers))
+    cause = next(causes, None)
+    head = stripped[first]
+    return f"{head}: {cause.lstrip('╰─▶ ').removeprefix('cause: ')}" if cause else head
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def install(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOptions,
             environ: Mapping[str, str], log: Log) -> int:
-    """Make ``env`` satisfy ``lock``; returns how many packages were missing (0: nothing ran)."""
+    """Make ``env`` satisfy ``lock``; returns how many packages were missing (0: nothing ran).
+
+    Checks first and starts nothing when the environment is already right; refuses a lock
+    for another Python or platform (78) and an unwritable target (73) before any installer
+    runs; after the installers, checks again, so a half-done install is never a success.
+    """
     check_target(lock, env)
     lacking = boot.missing(lock, env)
     if not lacking:
@@ -326,15 +373,103 @@ def install(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOp
     started = time.perf_counter()
     child_env = {**environ, **options.extra_env}
     child_env.pop("VIRTUAL_ENV", None)
-    with tempfile.TemporaryDirectory(prefix="hpm-") as tmp:
+    installer_seconds = 0.0
+    with tempfile.TemporaryDirectory(prefix="hpm-", dir=_scratch_dir(env)) as tmp:
         for txn in transactions(lock, env, options, environ, Path(tmp)):
             log.info(f"installing with {txn.describe()}")
-            run_installer(txn.argv, txn.manager, child_env, log)
+            installer_seconds += run_installer(txn.argv, txn.manager, child_env, log)
     still = boot.missing(lock, env)
     if still:
         raise InstallerFailedError(
             f"the installer finished but {len(still)} package(s) are still missing: {still[0]}",
             "\n".join(still),
         )
-    log.info(f"installed {len(lacking)} packages in {time.perf_counter() - started:.2f} s")
+    total = time.perf_counter() - started
+    log.info(f"installed {len(lacking)} packages in {total:.2f} s",
+             installer_seconds=round(installer_seconds, 4))
     return len(lacking)
+
+
+def _scratch_dir(env: boot.Environment) -> str | None:
+    """Where requirement files go: the system temp dir, else the target venv (read-only
+    root filesystems may have no writable /tmp, but the venv is writable)."""
+    try:
+        tmp = tempfile.gettempdir()
+    except OSError:  # none usable at all: gettempdir raises (docker --read-only, no --tmpfs)
+        return env.venv
+    if os.access(tmp, os.W_OK):
+        return None
+    return env.venv
+
+
+# ---------------------------------------------------------------- registry runs
+
+
+PLAN_LOCK_CACHE = ".hpm-plan-lock.json"
+
+
+def lock_for_plan(plan: Any, env: boot.Environment, options: InstallerOptions,
+                  environ: Mapping[str, str], log: Log) -> tuple[dict[str, Any], str | None]:
+    """The lock of a plan resolved on the spot, and the key to remember it under.
+
+    Pinning runs ``uv pip compile``, a process of its own. When the same plan (same
+    manifests, same selection, same index options, same Python, local sources with
+    unchanged build metadata) was installed into this environment before, the pins
+    remembered then are reused, so a second ``hpm run`` in dev mode starts no installer
+    at all. Plans with git sources are pinned afresh each time (a branch may move).
+    """
+    from hpm_boot import lock as lockmod
+    from hpm_boot import payload
+    from hpm_boot.manifest import GitSource
+
+    key = None
+    if not any(isinstance(p.source, GitSource) for p in plan.packages):
+        stats = {}
+        for p in plan.packages:
+            for name in ("pyproject.toml", "setup.cfg", "setup.py") if p.path else ():
+                with contextlib.suppress(OSError):
+                    st = os.stat(os.path.join(p.path, name))
+                    stats[f"{p.path}/{name}"] = [st.st_mtime_ns, st.st_size]
+        key = payload.digest({"plan": lockmod.plan_digest(plan), "index": options.uv_args(),
+                              "python": env.python_version, "stats": stats})
+        cached = _read_plan_lock(env)
+        if cached is not None and cached.get("key") == key and isinstance(cached.get("lock"), dict):
+            log.info(f"pins of this plan remembered from an earlier install ({log.elapsed():.2f} s)")
+            return cached["lock"], None
+    uv = options.uv or uvbin.find_uv(environ)
+    target = lockmod.default_target(env.python_version, None)
+    started = time.perf_counter()
+    data = lockmod.to_dict(lockmod.make_lock(plan, target, uv, options.uv_args()))
+    log.info(f"pinned {len(data['pins'])} distributions ({time.perf_counter() - started:.2f} s)")
+    return data, key
+
+
+def _plan_cache_path(env: boot.Environment) -> Path | None:
+    base = env.venv or (env.site_dirs[0] if env.site_dirs else None)
+    return Path(base, PLAN_LOCK_CACHE) if base else None
+
+
+def _read_plan_lock(env: boot.Environment) -> dict[str, Any] | None:
+    import json
+
+    path = _plan_cache_path(env)
+    try:
+        data = json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remember_plan_lock(env: boot.Environment, key: str, lock: Mapping[str, Any]) -> None:
+    """Keep the pins of an installed plan for the next run (best effort)."""
+    import json
+
+    path = _plan_cache_path(env)
+    if path is None:
+        return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"key": key, "lock": lock}, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)

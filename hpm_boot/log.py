@@ -1,7 +1,10 @@
 """hpm's own output: ``hpm:`` lines on stderr, or JSON lines for log pipelines.
 
 ``HPM_LOG`` = quiet | info (default) | debug; ``HPM_LOG_FORMAT=json`` writes one JSON
-object per line. Standard library only (the boot path uses it).
+object per line. On failure the one-line cause also goes to the termination log
+(``/dev/termination-log``, which Kubernetes shows as the container's termination
+message; ``HPM_TERMINATION_LOG`` names another file, empty turns it off) when that
+file is writable. Standard library only (the boot path uses it).
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ TERMINATION_LOG = "/dev/termination-log"
 
 
 class Log:
+    """hpm's own messages at a level, as ``hpm:`` lines or JSON records, timed from creation."""
+
     def __init__(self, env: Mapping[str, str], stream: TextIO | None = None) -> None:
         self.level = _LEVELS.get(env.get("HPM_LOG", "info").strip().lower(), 2)
         self.json = env.get("HPM_LOG_FORMAT", "").strip().lower() == "json"
         self.stream = stream
         self.start = time.perf_counter()
+        self.termination_log = env.get("HPM_TERMINATION_LOG", TERMINATION_LOG)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -35,19 +41,17 @@ class Log:
         if _LEVELS[level] > self.level and level != "error":
             return
         stream = self.stream or sys.stderr
-        message = mask_credentials(message)
+        message = _mask(message)
         if self.json:
             import json
 
-            record = {"ts": round(time.time(), 3), "level": level, "msg": message, **fields}
-            line = json.dumps(record, default=str)
+            record = {"ts": round(time.time(), 3), "level": level, "msg": message,
+                      "elapsed_s": round(self.elapsed(), 4), **fields}
+            line = json.dumps(record, default=str, ensure_ascii=False)
         else:
             prefix = "hpm: " if level in ("info", "debug") else f"hpm: {level}: "
             line = prefix + message
-        try:
-            print(line, file=stream, flush=True)
-        except (OSError, ValueError):
-            pass
+        _write(stream, line)
 
     def info(self, message: str, **fields: object) -> None:
         self.emit("info", message, **fields)
@@ -58,14 +62,41 @@ class Log:
     def warning(self, message: str, **fields: object) -> None:
         self.emit("warning", message, **fields)
 
+    def installer(self, manager: str, line: str) -> None:
+        """One line of an installer's own output: shown as is at info level and above."""
+        if self.level < 2:
+            return
+        line = _mask(line)
+        if self.json:
+            self.emit("info", line, installer=manager)
+            return
+        _write(self.stream or sys.stderr, line)
+
     def error(self, exc: HpmError) -> int:
         """Report ``exc`` as one line (then its details); return its exit code."""
-        self.emit("error", exc.message, exit_code=exc.exit_code)
-        if exc.details and not self.json:
-            stream = self.stream or sys.stderr
-            print(mask_credentials(exc.details), file=stream, flush=True)
-        termination_log(f"hpm: {mask_credentials(exc.message)}")
+        if self.json:
+            extra = {"details": _mask(exc.details)} if exc.details else {}
+            self.emit("error", exc.message, exit_code=exc.exit_code, **extra)
+        else:
+            self.emit("error", exc.message)
+            if exc.details:
+                _write(self.stream or sys.stderr, _mask(exc.details))
+        if self.termination_log:
+            termination_log(f"hpm: {mask_credentials(exc.message)}", self.termination_log)
         return exc.exit_code
+
+
+def _write(stream: TextIO, line: str) -> None:
+    """Print one line; a closed or broken stream is not hpm's failure (no contextlib: hot path)."""
+    try:  # noqa: SIM105
+        print(line, file=stream, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _mask(text: str) -> str:
+    """``mask_credentials``, without importing ``re`` when there is nothing to mask."""
+    return mask_credentials(text) if "@" in text else text
 
 
 def termination_log(message: str, path: str = TERMINATION_LOG) -> None:
