@@ -1,0 +1,189 @@
+"""hpm.pyz as the ENTRYPOINT of real containers (docker/Dockerfile, docker/Dockerfile.nonroot).
+
+Every container: ``--network=none``, the wheelhouse mounted read-only at /wheels. The
+numbers in the test names are the scenarios of the containers issue.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.container.conftest import DEVPLUG_MODULE
+
+pytestmark = pytest.mark.container
+
+
+def test_1_lock_b64_installs_then_cmd_is_pid_1(images, make_lock, run_container):
+    run = run_container(images.root, "python3", "-m", "hpmtest_probe", "a", "b c", "--exit", "0",
+                        env={"HPM_LOCK_B64": make_lock("hpmtest-probe")})
+    probe = run.probe
+    assert probe["argv"] == ["a", "b c", "--exit", "0"]
+    assert probe["pid"] == 1, probe  # hpm exec'd the app: it took over PID 1
+    assert probe["procs"] == {"1": "python3 -m hpmtest_probe a b c --exit 0"}  # no hpm left anywhere
+    assert probe["env_lock"] is False  # the payload is not passed on to the app
+    assert probe["file"].startswith("/usr/local/lib/python3"), probe["file"]  # system site (PEP 668 image)
+    assert "installing with uv: 2 requirement(s)" in run.log
+    assert "--break-system-packages" not in run.log  # (said only at debug level)
+    # the app's exit code is the container's
+    run = run_container(images.root, "python3", "-m", "hpmtest_probe", "--exit", "7",
+                        env={"HPM_LOCK_B64": make_lock("hpmtest-probe")}, check=7)
+
+
+def test_1b_console_script_from_the_lock(images, make_lock, run_container):
+    run = run_container(images.root, "hpmtest-app", "hello", env={"HPM_LOCK_B64": make_lock("hpmtest-app")})
+    assert run.proc.stdout.strip() == "hpmtest-app hello"
+
+
+def test_2_manifest_entrypoint(images, make_lock, run_container):
+    # The image's ENTRYPOINT is `hpm run --`; a manifest entrypoint replaces the `--`.
+    run = run_container(images.root, "/opt/hpm/hpm.pyz", "run", "--entrypoint", "serve", "--", "--debug",
+                        env={"HPM_LOCK_B64": make_lock("hpmtest-probe")}, args=["--entrypoint", "python3"])
+    probe = run.probe
+    assert probe["argv"] == ["serve", "--port", "8001", "--debug"]
+    assert probe["pid"] == 1 and len(probe["procs"]) == 1
+    # an entrypoint that no manifest defines: exit 66, saying which ones exist
+    run = run_container(images.root, "/opt/hpm/hpm.pyz", "run", "--entrypoint", "nope",
+                        env={"HPM_LOCK_B64": make_lock("hpmtest-probe")}, args=["--entrypoint", "python3"],
+                        check=66)
+    assert "no entrypoint 'nope'" in run.log and "hpmtest-probe:serve" in run.log
+
+
+def test_3_restart_does_not_run_the_installer(engine, images, make_lock, run_container, tmp_path):
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    name = engine.name("restart")
+    env = {"HPM_LOCK_B64": make_lock("hpmtest-probe"), "HPM_UV": "/opt/hpmtest/uv-logging"}
+    first = run_container(images.root, "python3", "-m", "hpmtest_probe", "first", env=env, rm=False,
+                          args=["--name", name, "-v", f"{calls}:/calls"])
+    assert first.probe["argv"] == ["first"]
+    uv_calls = (calls / "uv-calls.log").read_text().splitlines()
+    assert len(uv_calls) == 1 and uv_calls[0].startswith("uv pip install"), uv_calls
+    started = time.perf_counter()
+    second = engine("start", "-a", name)
+    seconds = time.perf_counter() - started
+    assert "PROBE" in second.stdout and '"pid": 1' in second.stdout
+    assert "2 packages already installed" in second.stderr, second.stderr
+    assert "installing" not in second.stderr
+    assert (calls / "uv-calls.log").read_text().splitlines() == uv_calls  # uv was not started again
+    assert engine.exit_code(name) == 0
+    print(f"\nfirst run (install) {first.seconds:.2f} s, restart {seconds:.2f} s")
+    assert seconds < 5.0, f"restart took {seconds:.2f} s"
+
+
+def test_4_mounted_registry_instead_of_a_lock(images, container_registry, run_container):
+    run = run_container(images.root, "python3", "-m", "hpmtest_probe", "reg",
+                        env={"HPM_REGISTRY": "/etc/hpm/registry", "HPM_WITH": "hpmtest-probe"},
+                        args=["-v", f"{container_registry}:/etc/hpm/registry:ro"])
+    assert run.probe["argv"] == ["reg"] and run.probe["pid"] == 1
+    assert "resolved 1 packages from /etc/hpm/registry (prod mode" in run.log
+    # no registry and no lock: one line saying what is missing (66)
+    run = run_container(images.root, "python3", "-c", "pass", check=66)
+    assert run.log.startswith("hpm: error: registry directory registry does not exist")
+
+
+def test_5_non_root_read_only_venv_on_a_volume(engine, images, make_lock, run_container, tmp_path):
+    calls = tmp_path / "calls"
+    calls.mkdir(mode=0o777)
+    calls.chmod(0o777)
+    volume = engine.name("vol-venv")
+    env = {"HPM_LOCK_B64": make_lock("hpmtest-probe"), "HPM_UV": "/opt/hpmtest/uv-logging"}
+    # --read-only-tmpfs=false: no tmpfs on /tmp, as with docker's --read-only
+    args = ["--read-only", "--read-only-tmpfs=false", "-v", f"{volume}:/venv", "-v", f"{calls}:/calls"]
+    run = run_container(images.nonroot, "python3", "-m", "hpmtest_probe", "ro", env=env, args=args)
+    probe = run.probe
+    assert probe["uid"] == 10001 and probe["pid"] == 1
+    assert probe["exe"] == "/venv/bin/python3" and probe["virtual_env"] == "/venv"
+    assert probe["file"].startswith("/venv/lib/python3"), probe["file"]
+    assert "created virtual environment /venv" in run.log
+    # a new container on the same volume: warm, no installer
+    run = run_container(images.nonroot, "python3", "-m", "hpmtest_probe", "again", env=env, args=args)
+    assert run.probe["argv"] == ["again"]
+    assert "already installed" in run.log
+    assert len((calls / "uv-calls.log").read_text().splitlines()) == 2  # uv venv + uv pip install, once
+    # without HPM_VENV the read-only image cannot be installed into: 73, one line, a hint
+    run = run_container(images.nonroot, "python3", "-c", "pass", env={**env, "HPM_VENV": ""},
+                        args=["--read-only"], check=73)
+    assert run.log.splitlines()[-2].startswith("hpm: error: cannot install into ") or \
+        "hpm: error:" in run.log.splitlines()[0]
+    assert "HPM_VENV" in run.log
+
+
+def test_6_dev_mode_editable_checkout(engine, images, container_registry, devplug_checkout, run_container):
+    name = engine.name("devmode")
+    run = run_container(images.root, "python3", "-m", "hpmtest_devplug", rm=False,
+                        env={"RUN_MODE": "dev", "HPM_REGISTRY": "/etc/hpm/registry",
+                             "HPM_WITH": "hpmtest-devplug"},
+                        args=["--name", name, "-v", f"{container_registry}:/etc/hpm/registry:ro",
+                              "-v", f"{devplug_checkout}:/src/devplug"])
+    assert run.probe["devplug"] == "one"
+    assert run.probe["devfile"] == "/src/devplug/hpmtest_devplug/__init__.py"  # editable: the checkout
+    assert "(dev mode" in run.log
+    module = devplug_checkout / "hpmtest_devplug" / "__init__.py"
+    module.write_text(DEVPLUG_MODULE.format(value="two, edited"))
+    later = time.time() + 5  # as an edit some seconds later: the .pyc written at the first start is stale
+    os.utime(module, (later, later))
+    again = engine("start", "-a", name)
+    assert '"devplug": "two, edited"' in again.stdout, again.stdout + again.stderr
+    assert "already installed" in again.stderr  # the edit needed no reinstall
+
+
+@pytest.mark.parametrize(("payload", "needle"), [
+    ("hpm1.not-base64!", "HPM_LOCK_B64"),
+    ("definitely not a payload", "HPM_LOCK_B64"),
+])
+def test_7_bad_payload_exit_65_one_line(engine, images, run_container, payload, needle):
+    name = engine.name(f"bad{abs(hash(payload)) % 1000}")
+    run = run_container(images.root, "python3", "-c", "print('must not run')", env={"HPM_LOCK_B64": payload},
+                        rm=False, args=["--name", name], check=65)
+    assert "must not run" not in run.proc.stdout
+    assert engine.exit_code(name) == 65
+    logs = engine("logs", name).stderr + engine("logs", name).stdout
+    first = logs.strip().splitlines()[0]
+    assert first.startswith("hpm: error: ") and needle in first, logs
+    assert "Traceback" not in logs
+
+
+def test_7b_tampered_payload(engine, images, make_lock, run_container):
+    good = make_lock("hpmtest-probe")
+    prefix, _, rest = good.partition(".")
+    i = len(rest) // 2
+    bad = f"{prefix}.{rest[:i]}{'A' if rest[i] != 'A' else 'B'}{rest[i + 1:]}"
+    run = run_container(images.root, "python3", "-c", "pass", env={"HPM_LOCK_B64": bad}, check=65)
+    assert run.log.startswith("hpm: error: ") and "Traceback" not in run.log
+
+
+def test_8_stop_during_install_is_prompt(engine, images, make_lock, tools, container_wheelhouse, tmp_path):
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    name = engine.name("stop")
+    env = {"HPM_LOCK_B64": make_lock("hpmtest-probe"), "HPM_UV": "/opt/hpmtest/uv-slow",
+           "UV_OFFLINE": "1", "UV_FIND_LINKS": "/wheels"}
+    engine("run", "-d", "--name", name, "--network=none", "-v", f"{container_wheelhouse}:/wheels:ro",
+           "-v", f"{tools}:/opt/hpmtest:ro", "-v", f"{calls}:/calls",
+           *[a for k in env for a in ("-e", k)], images.root, "python3", "-m", "hpmtest_probe", env=env)
+    deadline = time.monotonic() + 60
+    while not (calls / "uv-slow.started").exists():
+        assert time.monotonic() < deadline, engine("logs", name).stderr
+        time.sleep(0.05)
+    time.sleep(0.2)  # the installer is running (sleeping in the stand-in uv)
+    started = time.perf_counter()
+    engine("stop", "-t", "30", name)
+    seconds = time.perf_counter() - started
+    code = engine.exit_code(name)
+    logs = engine("logs", name).stderr
+    print(f"\nstop during install: {seconds:.2f} s, exit {code}")
+    assert seconds < 5.0, f"stop took {seconds:.2f} s (kill timeout 30 s): SIGTERM not handled\n{logs}"
+    assert code == 143, logs  # 128 + SIGTERM: hpm stopped the installer and exited itself
+    assert "stopped by signal SIGTERM while installing" in logs
+    assert "PROBE" not in engine("logs", name).stdout
+
+
+def test_image_env_and_layout(images, run_container):
+    run = run_container(images.root, "-c", "import os; print(os.environ['UV_COMPILE_BYTECODE'], "
+                        "os.environ['UV_LINK_MODE'], os.environ['UV_CACHE_DIR'], "
+                        "oct(os.stat('/var/cache/uv').st_mode))",
+                        args=["--entrypoint", "python3"])
+    assert run.proc.stdout.split() == ["1", "copy", "/var/cache/uv", "0o41777"]
