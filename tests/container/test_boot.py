@@ -187,3 +187,16 @@ def test_image_env_and_layout(images, run_container):
                         "oct(os.stat('/var/cache/uv').st_mode))",
                         args=["--entrypoint", "python3"])
     assert run.proc.stdout.split() == ["1", "copy", "/var/cache/uv", "0o41777"]
+
+
+def test_ready_file_on_cold_and_warm_start(engine, images, make_lock, run_container):
+    # the Kubernetes startupProbe (examples/k8s) waits for HPM_READY_FILE: it must appear
+    # on the install path and on the warm path (a restart), before the app runs
+    name = engine.name("ready")
+    cmd = ["sh", "-c", "test -e /run/hpm-ready && echo READY; rm -f /run/hpm-ready"]
+    env = {"HPM_LOCK_B64": make_lock("hpmtest-probe"), "HPM_READY_FILE": "/run/hpm-ready"}
+    first = run_container(images.root, *cmd, env=env, rm=False, args=["--name", name])
+    assert first.proc.stdout.strip() == "READY", first.log
+    again = engine("start", "-a", name)
+    assert "already installed" in again.stderr
+    assert again.stdout.strip() == "READY", again.stderr
