@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from hpm_boot.errors import (
 )
 from hpm_boot.log import Log
 
-GRACE_SECONDS = 10  # after forwarding SIGTERM/SIGINT, how long the installer gets to stop
+GRACE_SECONDS = 5  # after forwarding SIGTERM/SIGINT, how long the installer gets to stop
 _MACHINES = {"x86_64": ("x86_64", "amd64"), "aarch64": ("aarch64", "arm64"), "arm64": ("aarch64", "arm64")}
 
 
@@ -303,22 +304,30 @@ def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log
         signal.signal(signal.SIGALRM, lambda *_: _kill_group(proc.pid))
         signal.alarm(GRACE_SECONDS)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    def pump() -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             tail.append(line)
             log.installer(manager, line)
-        code = proc.wait()
+
+    reader = threading.Thread(target=pump, name=f"hpm-{manager}-output", daemon=True)
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        reader.start()
+        code = proc.wait()  # a signal runs ``forward``, then the wait goes on
+        if received:
+            _kill_group(proc.pid)  # stragglers of the group (grandchildren): no orphan survives hpm
     finally:
         signal.alarm(0)
         for s, handler in previous.items():
             signal.signal(s, handler)
+    # the output ends when the last holder of the pipe exits; a detached grandchild may keep
+    # it open: do not wait for that forever
+    reader.join(timeout=0.5 if received else 30)
     wall = time.perf_counter() - started
     log.debug(f"{manager} exited {code} after {wall:.3f} s", installer_seconds=round(wall, 4))
     if received:
-        _kill_group(proc.pid)  # stragglers of the group: no orphan survives hpm
         raise Interrupted(received[0])
     if code != 0:
         last = _cause(list(tail)) or f"exit {code}"

@@ -46,8 +46,13 @@ def test_lock_file_into_fresh_hpm_venv_one_transaction(world: World) -> None:
     assert probe["exe"] == str(venv / "bin" / "python")
     assert probe["env"]["VIRTUAL_ENV"] == str(venv)
     assert probe["env"]["PATH"].split(os.pathsep)[0] == str(venv / "bin")
-    assert _dists(probe) == {"hpmtest-app": "1.0.0", "hpmtest-core": "2.0.0", "hpmtest-gitplugin": "0.1.0",
-                             "hpmtest-extra": "1.0.0", "hpmtest-dep": "1.0.0"}  # dep: extras [fast]
+    assert _dists(probe) == {
+        "hpmtest-app": "1.0.0",
+        "hpmtest-core": "2.0.0",
+        "hpmtest-gitplugin": "0.1.0",
+        "hpmtest-extra": "1.0.0",
+        "hpmtest-dep": "1.0.0",
+    }  # dep: extras [fast]
     # git installed at the locked SHA (the repo's HEAD is v0.2.0)
     direct = probe["dists"]["hpmtest-gitplugin"]["direct_url"]
     assert direct["vcs_info"]["commit_id"] == world.git.tags["v0.1.0"]
@@ -64,8 +69,9 @@ def test_require_hashes_when_every_pin_has_one(world: World) -> None:
     lock = world.lock("hpmtest-app", "hpmtest-extra")
     assert all(p.get("hashes") for p in json.loads(lock.read_text())["pins"])
     uv, log = world.counting_uv()
-    proc = world.hpm("install", "--lock", lock, *world.index(),
-                     env={"HPM_VENV": str(world.tmp / "v"), "HPM_UV": str(uv)})
+    proc = world.hpm(
+        "install", "--lock", lock, *world.index(), env={"HPM_VENV": str(world.tmp / "v"), "HPM_UV": str(uv)}
+    )
     assert proc.returncode == 0, proc.stderr
     (call,) = uv_calls(log)
     assert "--require-hashes" in call
@@ -73,8 +79,10 @@ def test_require_hashes_when_every_pin_has_one(world: World) -> None:
 
 def test_source_order_lock_flag_file_b64_registry(world: World) -> None:
     world.standard_registry()
-    world.manifest("hpmtest-qdrant", "name: hpmtest-qdrant\nversion: 0.1.0\nsources:\n"
-                   "  prod: {type: pypi, version: \"==0.1.0\"}\n")
+    world.manifest(
+        "hpmtest-qdrant",
+        'name: hpmtest-qdrant\nversion: 0.1.0\nsources:\n  prod: {type: pypi, version: "==0.1.0"}\n',
+    )
     lock_q = world.lock("hpmtest-qdrant", out="q.json")  # core 1.1.0
     lock_a = world.lock("hpmtest-app", out="a.json")  # core 2.0.0
     b64_q = b64_of(lock_q)
@@ -87,8 +95,9 @@ def test_source_order_lock_flag_file_b64_registry(world: World) -> None:
     assert "hpmtest-app" in seen("v1", "--lock", str(lock_a), HPM_LOCK_FILE=str(lock_q))
     assert "hpmtest-app" in seen("v2", "--lock", str(lock_a), HPM_LOCK_B64=b64_q)
     # HPM_LOCK_FILE, then HPM_LOCK_B64, beat the registry
-    assert "hpmtest-qdrant" in seen("v3", "-r", str(world.registry), "--with", "hpmtest-app",
-                                    HPM_LOCK_FILE=str(lock_q))
+    assert "hpmtest-qdrant" in seen(
+        "v3", "-r", str(world.registry), "--with", "hpmtest-app", HPM_LOCK_FILE=str(lock_q)
+    )
     got = seen("v4", "-r", str(world.registry), "--with", "hpmtest-app", HPM_LOCK_B64=b64_q)
     assert got == {"hpmtest-qdrant": "0.1.0", "hpmtest-core": "1.1.0"}
     # both variables: usage error
@@ -101,21 +110,26 @@ def test_source_order_lock_flag_file_b64_registry(world: World) -> None:
 
 def test_registry_mode_from_flag_and_run_mode(world: World) -> None:
     checkout = make_editable_checkout(world.tmp / "packages" / "edit", value=7)
-    world.manifest("hpmtest-edit", """\
+    world.manifest(
+        "hpmtest-edit",
+        """\
 name: hpmtest-edit
 version: 0.3.0
 sources:
   prod: {type: pypi, package: hpmtest-dep, version: "==1.0.0"}
   dev: {type: local, path: ../packages/edit, editable: true}
-""")
+""",
+    )
     reg = ("-r", str(world.registry), "--with", "hpmtest-edit")
-    _, dev = world.run_probe(*reg, env={"HPM_VENV": str(world.tmp / "dev"), "RUN_MODE": "dev",
-                                        "PROBE_IMPORT": "hpmtest_edit"})
+    _, dev = world.run_probe(
+        *reg, env={"HPM_VENV": str(world.tmp / "dev"), "RUN_MODE": "dev", "PROBE_IMPORT": "hpmtest_edit"}
+    )
     assert dev["mods"] == {"hpmtest_edit": 7}
     direct = dev["dists"]["hpmtest-edit"]["direct_url"]
     assert direct["dir_info"] == {"editable": True} and direct["url"] == checkout.resolve().as_uri()
-    _, prod = world.run_probe(*reg, "--mode", "prod", env={"HPM_VENV": str(world.tmp / "prod"),
-                                                          "RUN_MODE": "dev"})
+    _, prod = world.run_probe(
+        *reg, "--mode", "prod", env={"HPM_VENV": str(world.tmp / "prod"), "RUN_MODE": "dev"}
+    )
     assert "hpmtest-edit" not in prod["dists"] and "hpmtest-dep" in prod["dists"]
 
 
@@ -152,8 +166,17 @@ def test_system_interpreter_is_the_target(world: World) -> None:
     lock = world.lock("hpmtest-app")
     py = _hpm_in_venv(world.tmp / "sys")
     uv, log = world.counting_uv()
-    proc = world.hpm("run", "--lock", lock, *world.index(), "--", "python", world.probe,
-                     env={"HPM_UV": str(uv)}, python=str(py))
+    proc = world.hpm(
+        "run",
+        "--lock",
+        lock,
+        *world.index(),
+        "--",
+        "python",
+        world.probe,
+        env={"HPM_UV": str(uv)},
+        python=str(py),
+    )
     assert proc.returncode == 0, proc.stderr
     probe = probe_of(proc.stdout)
     assert probe["exe"] == str(py)
@@ -177,15 +200,22 @@ install_args: {{manager: conda}}
 
 def test_pip_manager_in_a_seeded_venv(world: World) -> None:
     world.standard_registry()
-    world.manifest("hpmtest-milvus", "name: hpmtest-milvus\nversion: 0.1.0\nsources:\n"
-                   "  prod: {type: pypi, version: \"==0.1.0\"}\ninstall_args: {manager: pip}\n")
+    world.manifest(
+        "hpmtest-milvus",
+        "name: hpmtest-milvus\nversion: 0.1.0\nsources:\n"
+        '  prod: {type: pypi, version: "==0.1.0"}\ninstall_args: {manager: pip}\n',
+    )
     lock = world.lock("hpmtest-app", "hpmtest-milvus")
     venv = world.tmp / "seeded"  # python -m venv seeds pip offline (ensurepip's bundled wheel)
     subprocess.run([sys._base_executable, "-m", "venv", venv], check=True, capture_output=True)
     uv, log = world.counting_uv()
     proc, probe = world.run_probe("--lock", str(lock), env={"HPM_VENV": str(venv), "HPM_UV": str(uv)})
-    assert _dists(probe) == {"hpmtest-app": "1.0.0", "hpmtest-core": "2.0.0", "hpmtest-milvus": "0.1.0",
-                             "hpmtest-dep": "1.0.0"}
+    assert _dists(probe) == {
+        "hpmtest-app": "1.0.0",
+        "hpmtest-core": "2.0.0",
+        "hpmtest-milvus": "0.1.0",
+        "hpmtest-dep": "1.0.0",
+    }
     assert len(uv_calls(log)) == 1  # the uv transaction: everything but hpmtest-milvus
     assert "installing with pip: 1 requirement(s)" in proc.stderr
     installer = (venv / "lib").glob("python3.*/site-packages/hpmtest_milvus-0.1.0.dist-info/INSTALLER")
@@ -193,8 +223,11 @@ def test_pip_manager_in_a_seeded_venv(world: World) -> None:
 
 
 def test_pip_manager_without_pip_is_69(world: World) -> None:
-    world.manifest("hpmtest-milvus", "name: hpmtest-milvus\nversion: 0.1.0\nsources:\n"
-                   "  prod: {type: pypi, version: \"==0.1.0\"}\ninstall_args: {manager: pip}\n")
+    world.manifest(
+        "hpmtest-milvus",
+        "name: hpmtest-milvus\nversion: 0.1.0\nsources:\n"
+        '  prod: {type: pypi, version: "==0.1.0"}\ninstall_args: {manager: pip}\n',
+    )
     lock = world.lock("hpmtest-milvus")
     proc = world.hpm("install", "--lock", lock, *world.index(), env={"HPM_VENV": str(world.tmp / "nopip")})
     assert proc.returncode == 69, proc.stderr
@@ -205,7 +238,9 @@ def test_conda_manager_uses_the_conda_on_path(world: World) -> None:
     fake = world.tmp / "condabin"
     fake.mkdir()
     calls = world.tmp / "conda-calls.json"
-    write_exe(fake / "conda", f"""#!{sys.executable}
+    write_exe(
+        fake / "conda",
+        f"""#!{sys.executable}
 import json, os, sys
 args = sys.argv[1:]
 with open({str(calls)!r}, "a") as f:
@@ -217,7 +252,8 @@ for spec in args[args.index("--prefix") + 2:]:
         continue
     name, _, version = spec.partition("==")
     open(os.path.join(prefix, "conda-meta", f"{{name}}-{{version}}-0.json"), "w").write("{{}}")
-""")
+""",
+    )
     world.manifest("libfoo", CONDA_MANIFEST.format(name="libfoo", version="1.2.3"))
     world.manifest("libbar", CONDA_MANIFEST.format(name="libbar", version="0.5.0"))
     world.standard_registry()
@@ -248,8 +284,12 @@ def test_conda_missing_is_69(world: World) -> None:
 def test_installer_missing_is_69(world: World) -> None:
     world.standard_registry()
     lock = world.lock("hpmtest-app")
-    proc = world.hpm("install", "--lock", lock, env={"HPM_UV": str(world.tmp / "no-such-uv"),
-                                                    "HPM_VENV": str(world.tmp / "v")})
+    proc = world.hpm(
+        "install",
+        "--lock",
+        lock,
+        env={"HPM_UV": str(world.tmp / "no-such-uv"), "HPM_VENV": str(world.tmp / "v")},
+    )
     assert proc.returncode == 69, proc.stderr
     assert proc.stderr.startswith("hpm: lock from") and "hpm: error: HPM_UV=" in proc.stderr
 
@@ -258,12 +298,19 @@ def test_installer_failure_is_74_masked_and_not_a_success(world: World) -> None:
     world.standard_registry()
     lock = world.lock("hpmtest-app")
     make_venv(world.tmp / "v")
-    bad = write_exe(world.tmp / "bad-uv", "#!/bin/sh\necho 'Resolved 2 packages'\n"
-                    "echo 'error: cannot fetch https://alice:s3cret@pypi.example.com/simple/x' >&2\nexit 1\n")
+    bad = write_exe(
+        world.tmp / "bad-uv",
+        "#!/bin/sh\necho 'Resolved 2 packages'\n"
+        "echo 'error: cannot fetch https://alice:s3cret@pypi.example.com/simple/x' >&2\nexit 1\n",
+    )
     tlog = world.tmp / "termination-log"
     tlog.write_text("")
-    proc = world.hpm("install", "--lock", lock, env={"HPM_UV": str(bad), "HPM_VENV": str(world.tmp / "v"),
-                                                    "HPM_TERMINATION_LOG": str(tlog)})
+    proc = world.hpm(
+        "install",
+        "--lock",
+        lock,
+        env={"HPM_UV": str(bad), "HPM_VENV": str(world.tmp / "v"), "HPM_TERMINATION_LOG": str(tlog)},
+    )
     assert proc.returncode == 74, proc.stderr
     assert "s3cret" not in proc.stderr and "https://***@pypi.example.com" in proc.stderr
     assert "hpm: error: uv failed (exit 1): error: cannot fetch https://***@pypi.example.com" in proc.stderr
@@ -275,8 +322,10 @@ def test_installer_failure_is_74_masked_and_not_a_success(world: World) -> None:
 def test_installer_that_lies_is_caught_by_the_verification(world: World) -> None:
     world.standard_registry()
     lock = world.lock("hpmtest-app")
-    liar = write_exe(world.tmp / "liar-uv", f"#!/bin/sh\ncase \"$1\" in venv) exec {world.uv} \"$@\";; esac\n"
-                     "echo 'Installed 2 packages'\nexit 0\n")
+    liar = write_exe(
+        world.tmp / "liar-uv",
+        f'#!/bin/sh\ncase "$1" in venv) exec {world.uv} "$@";; esac\necho \'Installed 2 packages\'\nexit 0\n',
+    )
     proc = world.hpm("install", "--lock", lock, env={"HPM_UV": str(liar), "HPM_VENV": str(world.tmp / "v")})
     assert proc.returncode == 74 and "still missing" in proc.stderr
 
@@ -295,8 +344,13 @@ def test_package_not_in_the_wheelhouse_is_74(world: World) -> None:
 def test_offline_with_a_cold_cache_is_74(world: World) -> None:
     world.standard_registry()
     lock = world.lock("hpmtest-app")
-    proc = world.hpm("install", "--lock", lock, "--offline",
-                     env={"HPM_VENV": str(world.tmp / "v"), "UV_CACHE_DIR": str(world.tmp / "cold-cache")})
+    proc = world.hpm(
+        "install",
+        "--lock",
+        lock,
+        "--offline",
+        env={"HPM_VENV": str(world.tmp / "v"), "UV_CACHE_DIR": str(world.tmp / "cold-cache")},
+    )
     assert proc.returncode == 74, proc.stderr
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("hpm: error:"))
     assert "offline" in line and "hpmtest" in line
@@ -318,8 +372,9 @@ def test_hpm_venv_pointing_at_a_file_is_73(world: World) -> None:
     lock = world.lock("hpmtest-app")
     (world.tmp / "afile").write_text("x")
     uv, log = world.counting_uv()
-    proc = world.hpm("run", "--lock", lock, "--", "true", env={"HPM_VENV": str(world.tmp / "afile"),
-                                                              "HPM_UV": str(uv)})
+    proc = world.hpm(
+        "run", "--lock", lock, "--", "true", env={"HPM_VENV": str(world.tmp / "afile"), "HPM_UV": str(uv)}
+    )
     assert proc.returncode == 73, proc.stderr
     assert "is a file" in proc.stderr and not log.exists()
 
@@ -331,8 +386,11 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # this machine's pyenv lives under /root (mo
 def _nobody_can_run_python() -> bool:
     if os.getuid() != 0 or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON):
         return False
-    probe = subprocess.run([*NOBODY, SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [*NOBODY, SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+    )
     return probe.stdout.strip() == str(sys.version_info[:2])  # .venv's msgspec must fit
 
 
@@ -352,11 +410,22 @@ def test_not_writable_target_without_hpm_venv_is_73(world: World) -> None:
         env = {**world.env, "HOME": "/nonexistent", "HPM_UV": str(world.forbidden_uv()[0] / "uv")}
         wheels = shutil.copytree(world.wheelhouse, shared / "wh")
         Path(wheels).chmod(0o755)
-        hpm = [*NOBODY, str(sysvenv), "-m", "hpm_boot", "run", "--lock", str(shared_lock), "--no-index",
-               "--find-links", str(wheels)]
+        hpm = [
+            *NOBODY,
+            str(sysvenv),
+            "-m",
+            "hpm_boot",
+            "run",
+            "--lock",
+            str(shared_lock),
+            "--no-index",
+            "--find-links",
+            str(wheels),
+        ]
         # --python names a venv owned by root
-        proc = subprocess.run([*hpm, "--python", str(target), "--", "true"], env=env, capture_output=True,
-                              text=True, cwd="/")
+        proc = subprocess.run(
+            [*hpm, "--python", str(target), "--", "true"], env=env, capture_output=True, text=True, cwd="/"
+        )
         assert proc.returncode == 73, proc.stderr
         assert "not writable by uid 65534" in proc.stderr and "write access to" in proc.stderr
         # the interpreter running hpm is the target: the hint names HPM_VENV
@@ -371,9 +440,13 @@ def test_not_writable_target_without_hpm_venv_is_73(world: World) -> None:
         os.chown(volume, 65534, 65534)
         env["HPM_UV"] = str(world.uv)
         env["UV_CACHE_DIR"] = str(volume / "cache")
-        proc = subprocess.run([*hpm, "--", "python", "-c", "import hpmtest_app, sys; print(sys.prefix)"],
-                              env={**env, "HPM_VENV": str(volume / "venv")}, capture_output=True, text=True,
-                              cwd="/")
+        proc = subprocess.run(
+            [*hpm, "--", "python", "-c", "import hpmtest_app, sys; print(sys.prefix)"],
+            env={**env, "HPM_VENV": str(volume / "venv")},
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == str(volume / "venv")
         assert not (world.tmp / "installer-was-called").exists()
@@ -387,8 +460,9 @@ def test_lock_for_another_python_or_platform_is_78_before_installing(world: Worl
     other = "3.10" if sys.version_info[:2] != (3, 10) else "3.12"
     lock = world.lock("hpmtest-app", out="other.json", extra=("--python-version", other))
     py = make_venv(world.tmp / "t")
-    proc = world.hpm("run", "--lock", lock, "--python", py, *world.index(), "--", "true",
-                     env={"HPM_UV": str(uv)})
+    proc = world.hpm(
+        "run", "--lock", lock, "--python", py, *world.index(), "--", "true", env={"HPM_UV": str(uv)}
+    )
     assert proc.returncode == 78, proc.stderr
     assert f"the lock was made for Python {other}" in proc.stderr and not log.exists()
     data = json.loads(world.lock("hpmtest-app", out="mac.json").read_text())

@@ -25,7 +25,7 @@ from tests.support.factory import GitRepo, make_git_repo, make_project
 ROOT = Path(__file__).resolve().parents[1]
 HPM = [sys.executable, "-m", "hpm_boot"]
 
-PROBE = r'''
+PROBE = r"""
 import json, os, signal, sys
 import importlib.metadata as md
 
@@ -46,7 +46,7 @@ print("PROBE" + json.dumps({
     "sigpipe_default": signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL,
     "sigxfsz_default": signal.getsignal(signal.SIGXFSZ) == signal.SIG_DFL,
 }), flush=True)
-'''
+"""
 
 
 def probe_of(out: str) -> dict[str, Any]:
@@ -83,19 +83,32 @@ class World:
 
     # ------------------------------------------------------------ running hpm
 
-    def hpm(self, *args: str | os.PathLike[str], env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 120, python: str | None = None) -> subprocess.CompletedProcess[str]:
+    def hpm(
+        self,
+        *args: str | os.PathLike[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 120,
+        python: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m hpm_boot ARGS`` (``env`` is added to the world's environment)."""
         argv = [python, "-m", "hpm_boot"] if python else list(HPM)
-        return subprocess.run([*argv, *map(os.fspath, args)], env={**self.env, **(env or {})},
-                              cwd=cwd or self.tmp, capture_output=True, text=True, timeout=timeout,
-                              errors="surrogateescape")
+        return subprocess.run(
+            [*argv, *map(os.fspath, args)],
+            env={**self.env, **(env or {})},
+            cwd=cwd or self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            errors="surrogateescape",
+        )
 
     def index(self) -> list[str]:
         return ["--no-index", "--find-links", str(self.wheelhouse)]
 
-    def run_probe(self, *pre: str, env: dict[str, str] | None = None,
-                  args: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    def run_probe(
+        self, *pre: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
         proc = self.hpm("run", *pre, *self.index(), "--", "python", str(self.probe), *args, env=env)
         assert proc.returncode == 0, proc.stderr
         return proc, probe_of(proc.stdout)
@@ -109,7 +122,9 @@ class World:
 
     def standard_registry(self) -> None:
         """hpmtest-app (pypi, entrypoints), hpmtest-gitplugin (git v0.1.0), hpmtest-extra[fast]."""
-        self.manifest("hpmtest-app", f"""\
+        self.manifest(
+            "hpmtest-app",
+            f"""\
 name: hpmtest-app
 version: 1.0.0
 sources:
@@ -117,23 +132,30 @@ sources:
 entrypoints:
   serve: "python -m hpmtest_app --port 'a b' --home $HOME"
   probe: "python {self.probe} 'from entrypoint' two"
-""")
-        self.manifest("hpmtest-gitplugin", f"""\
+""",
+        )
+        self.manifest(
+            "hpmtest-gitplugin",
+            f"""\
 name: hpmtest-gitplugin
 version: 0.1.0
 sources:
   prod: {{type: git, url: "{self.git.url}", ref: v0.1.0}}
 entrypoints:
   probe: "python {self.probe} gitplugin"
-""")
-        self.manifest("hpmtest-extra", """\
+""",
+        )
+        self.manifest(
+            "hpmtest-extra",
+            """\
 name: hpmtest-extra
 version: 1.0.0
 sources:
   prod: {type: pypi, version: "==1.0.0"}
 install_args:
   extras: [fast]
-""")
+""",
+        )
 
     def lock(self, *with_: str, out: str = "lock.json", extra: tuple[str, ...] = ()) -> Path:
         """``hpm lock --with ...`` of the registry, as a JSON file."""
@@ -181,8 +203,9 @@ def b64_of(lock: Path) -> str:
 
 @pytest.fixture
 def world(tmp_path: Path, wheelhouse: Path, uv_bin: Path) -> World:
-    git = make_git_repo(tmp_path / "gitplugin", "hpmtest-gitplugin", deps=["hpmtest-core>=1.0"],
-                        tags=["v0.1.0", "v0.2.0"])
+    git = make_git_repo(
+        tmp_path / "gitplugin", "hpmtest-gitplugin", deps=["hpmtest-core>=1.0"], tags=["v0.1.0", "v0.2.0"]
+    )
     env = dict(os.environ)
     env.pop("HPM_UV", None)
     env["HPM_TERMINATION_LOG"] = ""
@@ -194,5 +217,15 @@ def make_editable_checkout(path: Path, value: int = 1) -> Path:
     return make_project(path, "hpmtest-edit", "0.3.0", modules=modules)
 
 
-__all__ = ["HPM", "PROBE", "ROOT", "World", "b64_of", "make_editable_checkout", "probe_of",
-           "uv_calls", "world", "write_exe"]
+__all__ = [
+    "HPM",
+    "PROBE",
+    "ROOT",
+    "World",
+    "b64_of",
+    "make_editable_checkout",
+    "probe_of",
+    "uv_calls",
+    "world",
+    "write_exe",
+]

@@ -1,0 +1,127 @@
+"""Unit tests of the stdlib hot path (``hpm_boot.boot``): argument parsing, the JSON
+reader, conda specs, quoting, the warm-start stamp."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hpm_boot import boot
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--", "python", "-m", "app"], (None, None, ["python", "-m", "app"])),
+        (["--entrypoint", "serve"], (None, "serve", [])),
+        (["--entrypoint=a:serve", "--lock", "l.json", "--", "x"], ("l.json", "a:serve", ["x"])),
+        (["--lock=l.json", "--", "--entrypoint"], ("l.json", None, ["--entrypoint"])),
+        ([], (None, None, [])),
+        (["--mode", "dev", "--", "x"], None),  # anything else: the full CLI
+        (["--entrypoint"], None),
+        (["python"], None),
+    ],
+)
+def test_parse_run_args(args: list[str], expected: object) -> None:
+    assert boot.parse_run_args(args) == expected
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_loads_matches_json(value: object) -> None:
+    text = json.dumps(value)
+    assert boot.loads(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "NaN", "[Infinity]"])
+def test_loads_refuses_what_json_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        boot.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("numpy==1.26.4", ("numpy", "1.26.4")),
+        ("numpy=1.26.4", ("numpy", "1.26.4")),
+        ("Lib_Foo>=1", ("lib-foo", None)),
+        ("cuda-toolkit", ("cuda-toolkit", None)),
+        ("x==1.*", ("x", None)),
+    ],
+)
+def test_conda_spec(spec: str, expected: tuple[str, str | None]) -> None:
+    assert boot.conda_spec(spec) == expected
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=8), max_size=5))
+def test_quote_round_trips_through_shlex(argv: list[str]) -> None:
+    assert shlex.split(boot._quote(argv)) == argv
+
+
+def test_file_urls() -> None:
+    assert boot._file_path("file:///a%20b/c") == "/a b/c"
+    assert boot._file_path("file://localhost/x") == "/x"
+    assert boot._same_path("file:///tmp/", "/tmp")
+
+
+def test_stamp_round_trip_and_mismatch(tmp_path: Path) -> None:
+    venv = tmp_path / "v"
+    (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+    env = boot.Environment("py", "3.11", [str(venv / "lib" / "python3.11" / "site-packages")], venv=str(venv))
+    lock = {
+        "target": {"python_version": "3.11"},
+        "pins": [{"name": "a", "version": "1", "hashes": ["sha256:x"]}],
+        "packages": [
+            {"name": "a", "manager": "uv", "requirement": "a==1", "entrypoints": {"s": "python -m 'a b'"}}
+        ],
+    }
+    boot.write_stamp(env, "hpm1.AAAA", lock)
+    stamp = boot.read_stamp(env, "hpm1.AAAA")
+    assert stamp is not None and stamp["split"] == {"python -m 'a b'": ["python", "-m", "a b"]}
+    assert stamp["pins"] == [{"name": "a", "version": "1"}]  # hashes are not needed to check
+    assert boot.read_stamp(env, "hpm1.AAAB") is None
+    assert boot.read_stamp(env, b"hpm1.AAAA") is None  # a file's bytes never match an env var's text
+    assert boot.choose_command(stamp, "s", ["x"], stamp["split"]) == ["python", "-m", "a b", "x"]
+    (venv / boot.STAMP_NAME).write_bytes(b"garbage")
+    assert boot.read_stamp(env, "hpm1.AAAA") is None
+
+
+def test_missing_reports_versions_commits_and_editables(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    for name, direct in [
+        ("core-1.0", None),
+        ("git_pkg-0.1", {"url": "file:///r", "vcs_info": {"vcs": "git", "commit_id": "a" * 40}}),
+        ("ed-0.3", {"url": (tmp_path / "src").as_uri(), "dir_info": {"editable": True}}),
+    ]:
+        d = site / f"{name}.dist-info"
+        d.mkdir(parents=True)
+        if direct:
+            (d / "direct_url.json").write_text(json.dumps(direct))
+    env = boot.Environment("py", "3.11", [str(site)])
+    lock = {
+        "pins": [
+            {"name": "core", "version": "1.0"},
+            {"name": "git-pkg", "url": "git+file:///r@" + "a" * 40},
+            {"name": "ed", "url": str(tmp_path / "src"), "editable": True},
+        ]
+    }
+    assert boot.missing(lock, env) == []
+    lock["pins"][0]["version"] = "2.0"
+    lock["pins"][1]["url"] = "git+file:///r@" + "b" * 40
+    lock["pins"][2]["url"] = str(tmp_path / "elsewhere")
+    assert boot.missing(lock, env) == [
+        "core 1.0 installed, 2.0 locked",
+        "git-pkg is not installed at commit bbbbbbbbbbbb",
+        f"ed is not installed editable from {tmp_path / 'elsewhere'}",
+    ]
