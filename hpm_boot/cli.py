@@ -424,27 +424,27 @@ def _lock_for_install(args: argparse.Namespace, env: Env, log):
     return None, "registry"
 
 
-def _install(args: argparse.Namespace, env: Env):  # noqa: ANN001
+def _install(args: argparse.Namespace, env: Env):
+    """Install the lock or the resolved plan; (lock dict, environment, log)."""
     from hpm_boot import install as installmod
-    from hpm_boot import lock as lockmod
     from hpm_boot.log import Log
-    from hpm_boot.uvbin import find_uv
 
     log = Log(env)
-    data, source = _lock_for_install(args, env, log)
+    data, _source = _lock_for_install(args, env, log)
     options = installer_options(args)
     plan = None
     if data is None:
         plan = load_plan(args, env)
-        log.info(f"resolved {len(plan.packages)} packages from {', '.join(map(str, registry_dirs(args, env)))} "
+        dirs = ", ".join(map(str, registry_dirs(args, env)))
+        log.info(f"resolved {len(plan.packages)} packages from {dirs} "
                  f"({plan.mode} mode, {log.elapsed():.2f} s)")
-    uv = find_uv(env)
-    environment = installmod.prepare_environment(env, args.python, uv, log)
+    environment = installmod.prepare_environment(env, args.python, options.uv, log)
+    key = None
     if data is None:
-        target = lockmod.default_target(environment.python_version, None)
-        data = lockmod.to_dict(lockmod.make_lock(plan, target, uv, options.uv_args()))
-        log.info(f"pinned {len(data['pins'])} distributions ({log.elapsed():.2f} s)")
+        data, key = installmod.lock_for_plan(plan, environment, options, env, log)
     installmod.install(data, environment, options, env, log)
+    if key is not None:
+        installmod.remember_plan_lock(environment, key, data)
     return data, environment, log
 
 
@@ -462,7 +462,11 @@ def cmd_run(args: argparse.Namespace, env: Env) -> int:
         return launch.run_ephemeral(args, env)
     data, environment, log = _install(args, env)
     argv = boot.choose_command(data, args.entrypoint, args.cmd)
-    log.info(f"exec {' '.join(argv)} ({log.elapsed():.2f} s)")
+    from_lock = args.lock or "HPM_LOCK_FILE" in env or "HPM_LOCK_B64" in env
+    raw = boot.lock_input(env, args.lock) if from_lock else None
+    if raw is not None and not any(env.get(k) for k in boot.KEY_VARS) and args.python is None:
+        boot.write_stamp(environment, raw, data)  # the next start takes the hot path at once
+    log.info(f"exec {boot._quote(argv)} ({log.elapsed():.2f} s)")
     ready = env.get("HPM_READY_FILE")
     if ready:
         Path(ready).touch()
@@ -560,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--entrypoint", metavar="NAME|PKG:NAME", help="run a manifest entrypoint")
             p.add_argument("--ephemeral", action="store_true",
-                           help="run in a throwaway environment made by `uv run --project .hpm/ephemeral/<id>`")
+                           help="run in a throwaway environment made by "
+                           "`uv run --project .hpm/ephemeral/<id>`")
             p.add_argument("cmd", nargs="*", metavar="CMD", help="the command to exec (after --)")
     for name, module, text, select in MODULE_COMMANDS:
         mod = importlib.import_module(module)
