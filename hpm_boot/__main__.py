@@ -7,7 +7,17 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["run"]:
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    if argv[:1] == ["shell"] or (argv[:1] == ["run"] and "--ephemeral" in head):
+        # A reused ephemeral environment: exec uv without reading the registry.
+        import os
+
+        from hpm_boot.launch import fast_ephemeral
+
+        code = fast_ephemeral(argv, os.environ)
+        if code is not None:
+            return code
+    elif argv[:1] == ["run"]:
         # The container hot path: a lock that is already installed is exec'd from
         # here, with the standard library only; anything else falls through.
         import os
