@@ -2,8 +2,10 @@
 
 Layout of the archive (a zip with a ``#!/usr/bin/env python3`` line in front)::
 
-    __main__.py              generated, tiny: imports hpm_boot._pyz and calls main()
-    BUILD_INFO               JSON: version, git commit, dependency pins, wheel index
+    __main__.py              generated, written last: picks _pyc/<tag> after checking its
+                             CRC, then imports hpm_boot._pyz and calls main()
+    BUILD_INFO               JSON: version, git commit, dependency pins, wheel index, bytecode
+    _pyc/<cache tag>/**.pyc  hpm_boot, yaml and packaging compiled per interpreter version
     hpm_boot/**.py           the package, read from this repository
     _vendor/yaml/*.py        pure-Python PyYAML (no _yaml C extension)
     _vendor/packaging/*.py   packaging
@@ -25,7 +27,7 @@ commit's time, else 1980-01-01), fixed modes, deflate level 9 (stored for wheels
 Two builds of one commit with the same wheels and zlib are byte-identical.
 
 Usage: ``python build_zipapp.py [-o dist/hpm.pyz] [--wheels DIR] [--platform P]
-[--python 3.12] [--offline] [--download-only]``
+[--python 3.12] [--bytecode X.Y|none] [--offline] [--download-only]``. See docs/pyz.md.
 """
 
 from __future__ import annotations
