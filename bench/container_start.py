@@ -1,0 +1,203 @@
+"""Container start to app running: hpm's just-in-time install against a baked image.
+
+    python bench/container_start.py [--reps 5] [--packages 20] [--write]
+
+Builds (once) the hpm image of docker/Dockerfile from a fresh dist/hpm.pyz and the
+host's uv, a wheelhouse of N tiny packages, a registry naming them and a lock of it;
+then a second image FROM the first with the same lock installed at build time
+(``hpm install`` in a RUN step, HPM_LOCK_FILE baked in). Measured, from ``podman run``
+(or ``start``) until the app's first output line (the app imports all N packages):
+
+- cold:  a fresh container, HPM_LOCK_B64 injected, packages from the wheelhouse mounted
+         read-only (--network=none), empty uv cache: hpm decodes, installs, execs.
+- warm:  the same container started again (``podman start -a``): already installed.
+- baked: a fresh container of the baked image: already installed at build time.
+- bare:  the baked image with ``--entrypoint python3``: no hpm at all (the floor).
+
+Prints medians and ratios; ``--write`` records them under
+``## Container start (bench/container_start.py)`` in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.factory import Pkg, make_wheelhouse  # noqa: E402
+from tests.support.factory import uv_bin as find_uv  # noqa: E402
+
+ENGINE = os.environ.get("HPM_BENCH_ENGINE", "podman")
+BASE = os.environ.get("HPM_TEST_BASE", "localhost/hpm-base:bookworm")
+SECTION = "## Container start (bench/container_start.py)"
+
+
+def sh(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} -> exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def time_to_first_line(argv: list[str], env: dict[str, str], marker: str = "APP-UP") -> float:
+    """Seconds from starting ``argv`` until it prints ``marker`` (then waits for its end)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env})
+    assert proc.stdout is not None
+    seconds = None
+    for line in proc.stdout:
+        if marker in line:
+            seconds = time.perf_counter() - started
+    err = proc.stderr.read() if proc.stderr else ""
+    code = proc.wait()
+    if seconds is None or code != 0:
+        raise SystemExit(f"{' '.join(argv[:6])}... exit {code}, no {marker}:\n{err}")
+    return seconds
+
+
+def setup(work: Path, n: int, tag: str) -> dict[str, object]:
+    out = subprocess.run(["bash", str(ROOT / "docker" / "setup-engine.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(out.stdout.strip() or "setup-engine.sh failed")
+    ctx = work / "ctx"
+    ctx.mkdir()
+    sh(sys.executable, str(ROOT / "build_zipapp.py"), "-o", str(ctx / "hpm.pyz"))
+    shutil.copy2(find_uv(), ctx / "uv")
+    names = [f"benchpkg{i:02d}" for i in range(n)]
+    wh = make_wheelhouse(work / "wheels", [Pkg(name, "1.0.0") for name in names])
+    reg = work / "registry"
+    reg.mkdir()
+    for name in names:
+        (reg / f"{name}.yaml").write_text(
+            f'name: {name}\nversion: 1.0.0\nsources:\n  prod: {{type: pypi, version: "==1.0.0"}}\n')
+    image = f"localhost/hpm-bench:{tag}"
+    sh(ENGINE, "build", "-q", "-t", image, "--build-arg", f"BASE={BASE}", "-f",
+       str(ROOT / "docker" / "Dockerfile"), str(ctx))
+    version = sh(ENGINE, "run", "--rm", "--entrypoint", "python3", image, "-c",
+                 "import sys;print('%d.%d' % sys.version_info[:2])").strip()
+    lock_args = ["--registry", str(reg), "--with", ",".join(names), "--python-version", version,
+                 "--no-index", "--find-links", str(wh)]
+    hpm = [sys.executable, "-m", "hpm_boot"]
+    b64 = subprocess.run([*hpm, "lock", "--format", "b64", *lock_args], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.strip()
+    # the baked image: the same lock, installed by hpm at build time
+    bake = work / "bake"
+    bake.mkdir()
+    subprocess.run([*hpm, "lock", *lock_args, "-o", str(bake / "hpm.lock.json")], cwd=ROOT, check=True,
+                   capture_output=True)
+    shutil.copytree(wh, bake / "wheels")
+    (bake / "Dockerfile").write_text(
+        f"FROM {image}\nCOPY hpm.lock.json /opt/hpm/hpm.lock.json\nCOPY wheels /tmp/wheels\n"
+        "ENV HPM_LOCK_FILE=/opt/hpm/hpm.lock.json\n"
+        "RUN python3 /opt/hpm/hpm.pyz install --no-index --find-links /tmp/wheels && rm -rf /tmp/wheels\n")
+    baked = f"localhost/hpm-bench-baked:{tag}"
+    sh(ENGINE, "build", "-q", "-t", baked, str(bake))
+    app = "import " + ", ".join(names) + "; print('APP-UP', flush=True)"
+    return {"image": image, "baked": baked, "b64": b64, "wheels": wh, "app": app, "python": version}
+
+
+def measure(s: dict[str, object], reps: int, tag: str) -> dict[str, list[float]]:
+    env = {"HPM_LOCK_B64": str(s["b64"]), "UV_OFFLINE": "1", "UV_FIND_LINKS": "/wheels", "HPM_LOG": "quiet"}
+    inject = ["--network=none", "-v", f"{s['wheels']}:/wheels:ro",
+              *[a for k in env for a in ("-e", k)]]
+    app = ["python3", "-c", str(s["app"])]
+    times: dict[str, list[float]] = {"cold": [], "warm": [], "baked": [], "bare": []}
+    names = []
+    for i in range(reps):
+        name = f"hpm-bench-{tag}-{i}"
+        names.append(name)
+        cold = [ENGINE, "run", "--name", name, *inject, str(s["image"]), *app]
+        times["cold"].append(time_to_first_line(cold, env))
+        times["warm"].append(time_to_first_line([ENGINE, "start", "-a", name], env))
+        times["baked"].append(time_to_first_line(
+            [ENGINE, "run", "--rm", "--network=none", "-e", "HPM_LOG", str(s["baked"]), *app], env))
+        times["bare"].append(time_to_first_line(
+            [ENGINE, "run", "--rm", "--network=none", "--entrypoint", "python3", str(s["baked"]), *app[1:]],
+            env))
+    for name in names:
+        subprocess.run([ENGINE, "rm", "-f", name], capture_output=True)
+    return times
+
+
+def report(times: dict[str, list[float]], n: int, s: dict[str, object], reps: int) -> str:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    engine_version = sh(ENGINE, "--version").strip()
+    lines = [
+        SECTION,
+        "",
+        f"Container start to app running (the app imports all {n} packages and prints a line;",
+        f"time from `{ENGINE} run`/`start` to that line), median of {reps} runs. {engine_version},",
+        f"{platform.machine()}, {os.cpu_count()} CPUs, image {BASE} (Python {s['python']}), packages from a",
+        "wheelhouse mounted read-only, `--network=none`.",
+        "",
+        "| start | what happens | median | min | vs baked |",
+        "|---|---|---|---|---|",
+    ]
+    what = {
+        "cold": f"fresh container, HPM_LOCK_B64, empty uv cache: hpm installs {n} packages, execs",
+        "warm": "same container restarted (`start -a`): already installed, no installer",
+        "baked": "fresh container of the image with the lock installed at build time (hpm ENTRYPOINT)",
+        "bare": "baked image, `--entrypoint python3`: no hpm (the floor)",
+    }
+    for key in ("cold", "warm", "baked", "bare"):
+        lines.append(f"| {key} | {what[key]} | {med[key]:.3f} s | {min(times[key]):.3f} s | "
+                     f"{med[key] / med['baked']:.2f}x |")
+    lines += [
+        "",
+        f"Cold/baked = {med['cold'] / med['baked']:.2f}x: the just-in-time install of {n} packages costs "
+        f"{(med['cold'] - med['baked']) * 1000:.0f} ms per fresh container. Warm/baked = "
+        f"{med['warm'] / med['baked']:.2f}x; hpm's own share of a warm start (baked - bare) is "
+        f"{(med['baked'] - med['bare']) * 1000:.0f} ms. (`start` of an existing container skips creating",
+        "one, which is why a warm restart can beat a fresh container of the baked image.)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
+    path.write_text(new.rstrip("\n") + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--packages", type=int, default=20)
+    parser.add_argument("--write", action="store_true", help="record the result in docs/benchmarks.md")
+    args = parser.parse_args()
+    tag = uuid.uuid4().hex[:8]
+    with tempfile.TemporaryDirectory(prefix="hpm-bench-") as tmp:
+        work = Path(tmp)
+        try:
+            s = setup(work, args.packages, tag)
+            times = measure(s, args.reps, tag)
+        finally:
+            for image in (f"localhost/hpm-bench-baked:{tag}", f"localhost/hpm-bench:{tag}"):
+                subprocess.run([ENGINE, "rmi", "-f", image], capture_output=True)
+    text = report(times, args.packages, s, args.reps)
+    print(text)
+    if args.write:
+        write_section(text)
+        print("wrote docs/benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
