@@ -126,7 +126,8 @@ def _ensure_venv(path: Path, python: str, uv: str | None, environ: Mapping[str, 
         error = NotWritableError if "ermission denied" in out.stderr or "Read-only" in out.stderr \
             else InstallerFailedError
         raise error(f"uv venv {path} failed: {cause}", out.stderr.strip())
-    log.info(f"created virtual environment {path} ({time.perf_counter() - started:.2f} s)")
+    took = time.perf_counter() - started
+    log.info(f"created virtual environment {path} ({took:.2f} s)", installer_seconds=round(took, 4))
     made = boot.Environment.of_venv(str(path))
     assert made is not None
     return made
