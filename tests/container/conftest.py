@@ -157,6 +157,11 @@ def engine() -> Iterator[Engine]:
     exe = shutil.which(ENGINE_NAME)
     if exe is None:
         pytest.skip(f"engine: unavailable: {ENGINE_NAME} is not on PATH")
+    if ENGINE_NAME != "podman":  # not set up by the script: see that it answers at all
+        info = subprocess.run([exe, "info"], capture_output=True, text=True, timeout=120)
+        if info.returncode != 0:
+            last = (info.stderr.strip().splitlines() or [f"exit {info.returncode}"])[-1]
+            pytest.skip(f"engine: unavailable: `{ENGINE_NAME} info` failed: {last}")
     eng = Engine(exe, uuid.uuid4().hex[:8])
     yield eng
     eng.cleanup()

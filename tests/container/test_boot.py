@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.container.conftest import DEVPLUG_MODULE
+from tests.container.conftest import DEVPLUG_MODULE, ENGINE_NAME
 
 pytestmark = pytest.mark.container
 
@@ -90,8 +90,9 @@ def test_5_non_root_read_only_venv_on_a_volume(engine, images, make_lock, run_co
     calls.chmod(0o777)
     volume = engine.name("vol-venv")
     env = {"HPM_LOCK_B64": make_lock("hpmtest-probe"), "HPM_UV": "/opt/hpmtest/uv-logging"}
-    # --read-only-tmpfs=false: no tmpfs on /tmp, as with docker's --read-only
-    args = ["--read-only", "--read-only-tmpfs=false", "-v", f"{volume}:/venv", "-v", f"{calls}:/calls"]
+    # podman --read-only-tmpfs=false: no tmpfs on /tmp, as with docker's --read-only
+    no_tmp = ["--read-only-tmpfs=false"] if ENGINE_NAME == "podman" else []
+    args = ["--read-only", *no_tmp, "-v", f"{volume}:/venv", "-v", f"{calls}:/calls"]
     run = run_container(images.nonroot, "python3", "-m", "hpmtest_probe", "ro", env=env, args=args)
     probe = run.probe
     assert probe["uid"] == 10001 and probe["pid"] == 1

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.container.conftest import ROOT
+from tests.container.conftest import ENGINE_NAME, ROOT
 
 pytestmark = pytest.mark.container
 
@@ -46,7 +46,7 @@ def hpm_docker(images, container_registry, container_wheelhouse,
                *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "UV_OFFLINE": "1", "UV_FIND_LINKS": "/wheels"}
     return subprocess.run(
-        [sys.executable, "-m", "hpm_boot", "docker", "run", "--engine", "podman", "--image", images.root,
+        [sys.executable, "-m", "hpm_boot", "docker", "run", "--engine", ENGINE_NAME, "--image", images.root,
          "--registry", str(container_registry), "--no-index", "--find-links", str(container_wheelhouse),
          "--rm", "--network=none", "-v", f"{container_wheelhouse}:/wheels:ro",
          "-e", "UV_OFFLINE", "-e", "UV_FIND_LINKS", *args],
