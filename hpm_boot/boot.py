@@ -469,6 +469,12 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str]) -> int | None:
         if log.level >= 2:
             log.info(f"{len(lock.get('pins', []))} packages already installed "
                      f"({log.elapsed() * 1000:.1f} ms); exec {_quote(argv)}")
+        ready = environ.get("HPM_READY_FILE")
+        if ready:  # the startupProbe of docs/kubernetes.md waits for it on warm starts too
+            try:
+                open(ready, "a").close()
+            except OSError as exc:
+                log.warning(f"HPM_READY_FILE={ready}: cannot create it: {exc.strerror}")
         exec_target(argv, env, environ)
     except HpmError as exc:
         return log.error(exc)

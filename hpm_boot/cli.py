@@ -100,9 +100,10 @@ def selection_of(args: argparse.Namespace, env: Env):  # -> resolve.Selection
     )
 
 
-def load_plan(args: argparse.Namespace, env: Env, err: TextIO = sys.stderr):  # -> resolve.Plan
+def load_plan(args: argparse.Namespace, env: Env, err: TextIO | None = None):  # -> resolve.Plan
     from hpm_boot import registry, resolve
 
+    err = err or sys.stderr
     selection = selection_of(args, env)
     reg = registry.load(registry_dirs(args, env), selection.mode)
     plan = resolve.resolve(reg, selection)
@@ -119,12 +120,14 @@ def cmd_validate(args: argparse.Namespace, env: Env) -> int:
 
     dirs = registry_dirs(args, env)
     problems, warnings = registry.validate(dirs)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     if problems:
+        print(f"hpm: error: {len(problems)} problem(s) in {', '.join(map(str, dirs))}, listed below "
+              "as file:line: field: problem", file=sys.stderr)
         for problem in problems:
             print(problem, file=sys.stderr)
-        print(f"hpm: {len(problems)} problem(s) in {', '.join(map(str, dirs))}", file=sys.stderr)
+    for warning in warnings:
+        print(f"hpm: warning: {warning}", file=sys.stderr)
+    if problems:
         return 65
     reg = registry.load(dirs, "prod")
     print(f"ok: {len(reg.entries)} packages, {len(reg.virtuals())} virtuals, "
