@@ -17,14 +17,14 @@ def main(argv: list[str] | None = None) -> int:
         code = fast_ephemeral(argv, os.environ)
         if code is not None:
             return code
-    elif argv[:1] == ["run"]:
-        # The container hot path: a lock that is already installed is exec'd from
-        # here, with the standard library only; anything else falls through.
+    elif argv[:1] in (["run"], ["install"]):
+        # The container path: install a lock (when something is missing) and exec,
+        # with the standard library only; anything else falls through to the CLI.
         import os
 
         from hpm_boot.boot import fast_run
 
-        code = fast_run(argv[1:], os.environ)
+        code = fast_run(argv[1:], os.environ, exec_after=argv[0] == "run")
         if code is not None:
             return code
     from hpm_boot.cli import main as cli_main

@@ -74,41 +74,6 @@ class Environment:
                    bin_dir=os.path.join(path, "bin"))
 
 
-# ---------------------------------------------------------------- JSON without ``re``
-
-
-class _JsonContext:
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    memo = None  # unused by the C scanner; kept for json.scanner's interface
-
-    @staticmethod
-    def parse_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-
-def loads(text: str) -> Any:
-    """``json.loads`` through the C scanner: the ``json`` package imports ``re`` (ms)."""
-    try:
-        import _json
-
-        scan = _json.make_scanner(_JsonContext())
-    except (ImportError, AttributeError):  # another Python implementation
-        import json
-
-        return json.loads(text)
-    try:
-        value, end = scan(text, 0)
-    except StopIteration:
-        raise ValueError("not JSON") from None
-    if text[end:].strip():
-        raise ValueError("extra data after the JSON value")
-    return value
-
-
 # ---------------------------------------------------------------- what is installed
 
 
@@ -132,6 +97,8 @@ def installed(site_dirs: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 
 def _direct_url(dist_info: str) -> dict[str, Any]:
+    from hpm_boot.payload import loads
+
     try:
         with open(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
             data = loads(f.read())
@@ -367,10 +334,10 @@ def write_stamp(env: Environment, raw: str | bytes, lock: Mapping[str, Any]) -> 
     path = _stamp_path(env)
     if path is None:
         return
-    import shlex
-
     split = {}
     for _, _, command in entrypoints_of(lock):
+        import shlex  # only when there are entrypoints: it imports ``re``
+
         try:  # noqa: SIM105 (contextlib costs an import)
             split[command] = shlex.split(command)
         except ValueError:
@@ -401,14 +368,22 @@ def write_stamp(env: Environment, raw: str | bytes, lock: Mapping[str, Any]) -> 
 # ---------------------------------------------------------------- the hot path
 
 
-def parse_run_args(args: Sequence[str]) -> tuple[str | None, str | None, list[str]] | None:
-    """``[--lock FILE] [--entrypoint NAME] [-- CMD...]`` -> (lock file, entrypoint, cmd);
+_VALUE_FLAGS = ("--lock", "--entrypoint", "--find-links", "--index-url")
+_BOOL_FLAGS = ("--no-index", "--offline")
+
+
+def parse_run_args(args: Sequence[str]) -> dict[str, Any] | None:
+    """``[--lock FILE] [--entrypoint NAME] [installer options] [-- CMD...]`` as a dict;
     None for anything else (the full CLI parses it)."""
-    lock_file = entrypoint = None
+    out: dict[str, Any] = {"--find-links": [], "cmd": []}
     rest = list(args)
     while rest and rest[0] != "--":
         flag, eq, value = rest[0].partition("=")
-        if flag not in ("--lock", "--entrypoint"):
+        if flag in _BOOL_FLAGS and not eq:
+            out[flag] = True
+            rest = rest[1:]
+            continue
+        if flag not in _VALUE_FLAGS:
             return None
         if not eq:
             if len(rest) < 2:
@@ -416,23 +391,47 @@ def parse_run_args(args: Sequence[str]) -> tuple[str | None, str | None, list[st
             value, rest = rest[1], rest[2:]
         else:
             rest = rest[1:]
-        if flag == "--lock":
-            lock_file = value
+        if flag == "--find-links":
+            out[flag].append(value)
         else:
-            entrypoint = value
-    return lock_file, entrypoint, rest[1:]
+            out[flag] = value
+    out["cmd"] = rest[1:]
+    return out
 
 
 def _same_python(locked: str, env: Environment) -> bool:
     return ".".join(locked.split(".")[:2]) == env.python_version
 
 
-def fast_run(args: Sequence[str], environ: Mapping[str, str]) -> int | None:
-    """``hpm run`` from a lock that is already installed; None hands over to the full CLI."""
+def looks_like_lock(lock: Any) -> bool:
+    """Whether the fields the installer and exec read have the right types; a lock that
+    fails goes to the full CLI, whose schema check says exactly what is wrong."""
+    def strs(d: Any, *keys: str) -> bool:
+        return all(isinstance(d.get(k), str) for k in keys)
+
+    def opt(d: Any, key: str, kind: type) -> bool:
+        return d.get(key) is None or isinstance(d.get(key), kind)
+
+    return (isinstance(lock, dict) and lock.get("version") == 1
+            and isinstance(lock.get("target"), dict) and strs(lock["target"], "python_version")
+            and isinstance(lock.get("pins"), list) and isinstance(lock.get("packages"), list)
+            and all(isinstance(p, dict) and strs(p, "name") and opt(p, "version", str) and opt(p, "url", str)
+                    and opt(p, "markers", str) and isinstance(p.get("hashes", []), list)
+                    and all(isinstance(h, str) for h in p.get("hashes", [])) for p in lock["pins"])
+            and all(isinstance(p, dict) and strs(p, "name", "requirement") and opt(p, "manager", str)
+                    and isinstance(p.get("entrypoints", {}), dict)
+                    and all(isinstance(c, str) for c in p.get("entrypoints", {}).values())
+                    for p in lock["packages"]))
+
+
+def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool = True) -> int | None:
+    """``hpm run``/``hpm install`` from a lock with the standard library only: decode (or
+    the stamp), install what is missing, exec. None hands over to the full CLI (no lock,
+    other options, a lock whose shape needs the full check's words)."""
     parsed = parse_run_args(args)
-    if parsed is None:
+    if parsed is None or (not exec_after and (parsed["cmd"] or "--entrypoint" in parsed)):
         return None
-    lock_file, entrypoint, cmd = parsed
+    lock_file = parsed.get("--lock")
     if not (lock_file or "HPM_LOCK_B64" in environ or "HPM_LOCK_FILE" in environ):
         return None
     from hpm_boot.log import Log
@@ -440,11 +439,9 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str]) -> int | None:
     log = Log(environ)
     try:
         env = target_environment(environ)
-        if env is None:
-            return None  # HPM_VENV not made yet
         raw = lock_input(environ, lock_file)
         keyed = any(environ.get(k) for k in KEY_VARS)
-        lock = read_stamp(env, raw) if raw is not None and not keyed else None
+        lock = read_stamp(env, raw) if env is not None and raw is not None and not keyed else None
         fresh = lock is None
         if lock is None:
             from hpm_boot import payload
@@ -453,21 +450,39 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str]) -> int | None:
             if lock_file:
                 source_env.pop("HPM_LOCK_B64", None)
             loaded = payload.load_from_env(source_env)
-            if loaded is None:
+            if loaded is None or not looks_like_lock(loaded[0]):
                 return None
             lock = loaded[0]
-            if lock.get("version") != 1:
-                return None
-            version = str(lock.get("target", {}).get("python_version", ""))
+            log.info(f"lock from {loaded[1]}: {len(lock['pins'])} pins ({log.elapsed() * 1000:.1f} ms)")
+            version = lock["target"]["python_version"]
         else:
             version = lock["python_version"]
-        if not _same_python(version, env) or missing(lock, env):
-            return None
+        if env is None or not _same_python(version, env) or missing(lock, env):
+            if not fresh:  # the stamp holds no hashes: install from the lock itself
+                return None
+            from hpm_boot import install
+
+            options = install.InstallerOptions(
+                find_links=parsed["--find-links"], index_url=parsed.get("--index-url"),
+                no_index=bool(parsed.get("--no-index")), offline=bool(parsed.get("--offline")))
+            env = install.prepare_environment(environ, None, None, log)
+            install.install(lock, env, options, environ, log)
+            installed_now = True
+        else:
+            installed_now = False
+            if not exec_after:
+                log.info(f"{len(lock['pins'])} packages already installed; nothing to do "
+                         f"({log.elapsed():.2f} s)")
         if fresh and raw is not None and not keyed:
             write_stamp(env, raw, lock)
-        argv = choose_command(lock, entrypoint, cmd, None if fresh else lock.get("split"))
-        if log.level >= 2:
-            log.info(f"{len(lock.get('pins', []))} packages already installed "
+        if not exec_after:
+            return 0
+        argv = choose_command(lock, parsed.get("--entrypoint"), parsed["cmd"],
+                              None if fresh else lock.get("split"))
+        if installed_now:
+            log.info(f"exec {_quote(argv)} ({log.elapsed():.2f} s)")
+        elif log.level >= 2:
+            log.info(f"{len(lock['pins'])} packages already installed "
                      f"({log.elapsed() * 1000:.1f} ms); exec {_quote(argv)}")
         ready = environ.get("HPM_READY_FILE")
         if ready:  # the startupProbe of docs/kubernetes.md waits for it on warm starts too
@@ -478,5 +493,3 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str]) -> int | None:
         exec_target(argv, env, environ)
     except HpmError as exc:
         return log.error(exc)
-    except (KeyError, TypeError, AttributeError, ValueError):
-        return None  # an odd lock shape: the full CLI checks it and says what is wrong

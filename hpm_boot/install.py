@@ -8,20 +8,9 @@ the environment already satisfies the lock.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import sysconfig
-import tempfile
-import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from hpm_boot import boot, uvbin
 from hpm_boot.errors import (
@@ -34,20 +23,30 @@ from hpm_boot.errors import (
 )
 from hpm_boot.log import Log
 
+TYPE_CHECKING = False  # no typing, dataclasses, pathlib, subprocess: this runs on cold starts
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+    from typing import Any
+
 GRACE_SECONDS = 5  # after forwarding SIGTERM/SIGINT, how long the installer gets to stop
 _MACHINES = {"x86_64": ("x86_64", "amd64"), "aarch64": ("aarch64", "arm64"), "arm64": ("aarch64", "arm64")}
 
 
-@dataclass(frozen=True)
 class InstallerOptions:
     """Where packages come from, passed to every installer in its own spelling."""
 
-    find_links: tuple[str, ...] = ()
-    index_url: str | None = None
-    no_index: bool = False
-    offline: bool = False
-    uv: str | None = None  # an explicit uv binary (else uvbin.find_uv)
-    extra_env: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("extra_env", "find_links", "index_url", "no_index", "offline", "uv")
+
+    def __init__(self, find_links: Sequence[str] = (), index_url: str | None = None,
+                 no_index: bool = False, offline: bool = False, uv: str | None = None,
+                 extra_env: Mapping[str, str] | None = None) -> None:
+        self.find_links = tuple(find_links)
+        self.index_url = index_url
+        self.no_index = no_index
+        self.offline = offline
+        self.uv = uv  # an explicit uv binary (else uvbin.find_uv)
+        self.extra_env = dict(extra_env or {})
 
     def uv_args(self) -> list[str]:
         args = [a for link in self.find_links for a in ("--find-links", link)]
@@ -72,8 +71,8 @@ class Interrupted(HpmError):
     """hpm got SIGTERM/SIGINT while an installer ran; it was stopped too."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by signal {signal.Signals(signum).name} while installing; "
-                         "the installer was stopped too")
+        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, str(signum))
+        super().__init__(f"stopped by signal {name} while installing; the installer was stopped too")
         self.exit_code = 128 + signum
 
 
@@ -88,47 +87,44 @@ def prepare_environment(environ: Mapping[str, str], python: str | None, uv: str 
     """
     venv = environ.get("HPM_VENV")
     if venv:
-        return _ensure_venv(Path(venv), python or sys.executable, uv, environ, log)
+        return _ensure_venv(venv, python or sys.executable, uv, environ, log)
     # abspath, not realpath: every venv's bin/python links to the same base interpreter
     if python and os.path.abspath(python) != os.path.abspath(sys.executable):
         return _describe_interpreter(python)
     return boot.Environment.current()
 
 
-def _ensure_venv(path: Path, python: str, uv: str | None, environ: Mapping[str, str],
+def _ensure_venv(path: str, python: str, uv: str | None, environ: Mapping[str, str],
                  log: Log) -> boot.Environment:
-    if path.exists() and not path.is_dir():
+    if os.path.exists(path) and not os.path.isdir(path):
         raise NotWritableError(f"HPM_VENV={path} is a file, not a directory",
                                "point HPM_VENV at a directory on a writable volume")
-    existing = boot.Environment.of_venv(str(path))
-    if existing is not None and (path / "pyvenv.cfg").exists():
+    existing = boot.Environment.of_venv(path)
+    if existing is not None:
         return existing
-    if path.is_dir() and any(path.iterdir()) and not (path / "pyvenv.cfg").exists():
+    if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "pyvenv.cfg")):
         raise NotWritableError(f"HPM_VENV={path} is a non-empty directory that is not a virtual environment",
                                "point HPM_VENV at an empty or missing directory, or at an existing venv")
-    parent = path if path.is_dir() else path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent  # uv venv makes the missing directories
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent) and parent != os.path.dirname(parent):
+        parent = os.path.dirname(parent)  # uv venv makes the missing directories
     if not os.access(parent, os.W_OK):
         raise NotWritableError(f"HPM_VENV={path}: {parent} is not writable by uid {os.getuid()}",
                                "mount a writable volume there")
-    started = time.perf_counter()
     uv = uv or uvbin.find_uv(environ)
     child_env = {k: v for k, v in environ.items() if k != "VIRTUAL_ENV"}
-    try:
-        out = subprocess.run([uv, "venv", "--quiet", "--python", python, str(path)],
-                             capture_output=True, text=True, env=child_env, stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        raise InstallerMissingError(f"cannot run {uv}: {exc.strerror}") from None
-    if out.returncode != 0:
-        lines = out.stderr.strip().splitlines()
-        cause = lines[0].removeprefix("error: ") if lines else f"exit {out.returncode}"
-        error = NotWritableError if "ermission denied" in out.stderr or "Read-only" in out.stderr \
-            else InstallerFailedError
-        raise error(f"uv venv {path} failed: {cause}", out.stderr.strip())
-    took = time.perf_counter() - started
+    lines: list[str] = []
+    code, _signum, took = run_process([uv, "venv", "--quiet", "--python", python, path], child_env,
+                                      lines.append, "uv")
+    if code != 0:
+        text = "\n".join(lines).strip()
+        cause = lines[0].removeprefix("error: ") if lines else f"exit {code}"
+        unwritable = "ermission denied" in text or "Read-only" in text
+        error = NotWritableError if unwritable else InstallerFailedError
+        raise error(f"uv venv {path} failed: {cause}", text)
     log.info(f"created virtual environment {path} ({took:.2f} s)", installer_seconds=round(took, 4))
-    made = boot.Environment.of_venv(str(path))
+    log.debug(f"uv exited 0 after {took:.4f} s")
+    made = boot.Environment.of_venv(path)
     assert made is not None
     return made
 
@@ -137,6 +133,8 @@ def _describe_interpreter(python: str) -> boot.Environment:
     code = ("import sys,sysconfig,json;print(json.dumps([sys.executable,'%d.%d'%sys.version_info[:2],"
             "sorted({sysconfig.get_path('purelib'),sysconfig.get_path('platlib')}),sys.prefix!=sys.base_prefix,"
             "sys.prefix]))")
+    import subprocess  # not on the cold path: only for --python
+
     try:
         out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
     except (FileNotFoundError, PermissionError):
@@ -155,8 +153,12 @@ def externally_managed(env: boot.Environment) -> bool:
     if env.venv:
         return False
     if env.python == sys.executable:
+        import sysconfig
+
         stdlib = sysconfig.get_path("stdlib")
     else:
+        import subprocess
+
         out = subprocess.run([env.python, "-c", "import sysconfig;print(sysconfig.get_path('stdlib'))"],
                              capture_output=True, text=True)
         stdlib = out.stdout.strip()
@@ -166,14 +168,16 @@ def externally_managed(env: boot.Environment) -> bool:
 def check_writable(env: boot.Environment) -> None:
     """Exit 73 with a hint before an installer fails on a read-only target."""
     if env.python == sys.executable:
+        import sysconfig
+
         target: str | None = sysconfig.get_path("purelib")
     else:
         target = env.site_dirs[0] if env.site_dirs else None
     if target is None:
         return
-    probe = Path(target)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = target
+    while not os.path.exists(probe) and probe != os.path.dirname(probe):
+        probe = os.path.dirname(probe)
     if not os.access(probe, os.W_OK):
         hint = ("set HPM_VENV=/path/on/a/writable/volume to install into a virtual environment there "
                 "(non-root users, read-only root filesystems)")
@@ -209,11 +213,15 @@ def check_target(lock: Mapping[str, Any], env: boot.Environment) -> None:
 # ---------------------------------------------------------------- transactions
 
 
-@dataclass(frozen=True)
 class Transaction:
-    manager: str
-    argv: list[str]
-    requirements: list[str]  # the lines of the requirements file, when there is one
+    """One installer run: its argv, and the requirement lines it reads (``-r FILE``)."""
+
+    __slots__ = ("argv", "manager", "requirements")
+
+    def __init__(self, manager: str, argv: list[str], requirements: list[str]) -> None:
+        self.manager = manager
+        self.argv = argv
+        self.requirements = requirements
 
     def describe(self) -> str:
         return f"{self.manager}: {len(self.requirements)} requirement(s)"
@@ -232,7 +240,7 @@ def pin_line(pin: Mapping[str, Any]) -> str:
 
 
 def transactions(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOptions,
-                 environ: Mapping[str, str], req_dir: Path) -> list[Transaction]:
+                 environ: Mapping[str, str], req_dir: str) -> list[Transaction]:
     """The installer commands for ``lock``, one per manager, conda first."""
     packages = lock.get("packages", [])
     pip_names = {p["name"] for p in packages if p.get("manager") == "pip"}
@@ -249,10 +257,9 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
     uv_pins = [p for p in pins if p["name"] not in pip_names]
     if uv_pins:
         lines = [pin_line(p) for p in uv_pins]
-        file = req_dir / "uv-requirements.txt"
-        file.write_text("\n".join(lines) + "\n")
+        file = _write_lines(os.path.join(req_dir, "uv-requirements.txt"), lines)
         uv = options.uv or uvbin.find_uv(environ)
-        argv = [uv, "pip", "install", "--python", env.python, "--no-deps", "-r", str(file),
+        argv = [uv, "pip", "install", "--python", env.python, "--no-deps", "-r", file,
                 *options.uv_args()]
         if all(p.get("hashes") for p in uv_pins):
             argv.append("--require-hashes")
@@ -265,10 +272,9 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
         # git or editable lines cannot have one: hashes go in only when all have them.
         hashed = all(p.get("hashes") for p in pip_pins)
         lines = [pin_line(p if hashed else {**p, "hashes": []}) for p in pip_pins]
-        file = req_dir / "pip-requirements.txt"
-        file.write_text("\n".join(lines) + "\n")
+        file = _write_lines(os.path.join(req_dir, "pip-requirements.txt"), lines)
         argv = [env.python, "-m", "pip", "install", "--no-deps", "--no-input",
-                "--disable-pip-version-check", "-r", str(file), *options.pip_args()]
+                "--disable-pip-version-check", "-r", file, *options.pip_args()]
         if hashed:
             argv.append("--require-hashes")
         if externally_managed(env):
@@ -277,61 +283,106 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
     return out
 
 
-def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log: Log) -> float:
-    """Run one installer in its own process group; its output stays visible (credentials
-    masked); SIGTERM/SIGINT are passed on to the whole group. Returns its wall time."""
-    log.debug("running " + " ".join(argv))
-    if manager == "pip" and subprocess.run([argv[0], "-m", "pip", "--version"], capture_output=True,
-                                           stdin=subprocess.DEVNULL).returncode != 0:
-        raise InstallerMissingError(f"a manifest asks for manager: pip, but {argv[0]} has no pip",
-                                    "install pip into that interpreter (uv venv --seed), or use manager: uv")
-    tail: collections.deque[str] = collections.deque(maxlen=40)
-    received: list[int] = []
+def run_process(argv: Sequence[str], env: Mapping[str, str], on_line: Any,
+                manager: str) -> tuple[int, int | None, float]:
+    """Run ``argv`` in a process group of its own, stdout and stderr merged into
+    ``on_line`` line by line; SIGTERM/SIGINT are passed on to the whole group (SIGKILL
+    after ``GRACE_SECONDS``). Returns (exit code, signal received or None, wall time).
+
+    ``os.posix_spawn`` and ``select`` rather than ``subprocess`` and a thread: this runs
+    on every cold container start, and ``subprocess`` alone imports for ~9 ms.
+    """
+    import _signal
+    import select
+
     started = time.perf_counter()
+    read_end, write_end = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
     try:
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=dict(env), start_new_session=True)
+        pid = os.posix_spawn(argv[0], list(argv), dict(env), setsid=True, file_actions=[
+            (os.POSIX_SPAWN_DUP2, devnull, 0),
+            (os.POSIX_SPAWN_DUP2, write_end, 1),
+            (os.POSIX_SPAWN_DUP2, write_end, 2),
+        ])
     except FileNotFoundError:
+        os.close(read_end)
         raise InstallerMissingError(f"{manager} not found: {argv[0]}",
                                     "install it, or point HPM_UV / PATH at it") from None
     except PermissionError:
+        os.close(read_end)
         raise InstallerMissingError(f"{manager} is not executable: {argv[0]}") from None
+    finally:
+        os.close(write_end)
+        os.close(devnull)
+    received: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signum)
-        # an installer that ignores the signal gets SIGKILL after a grace period
-        signal.signal(signal.SIGALRM, lambda *_: _kill_group(proc.pid))
-        signal.alarm(GRACE_SECONDS)
+        _kill_group(pid, signum)
+        _signal.signal(_signal.SIGALRM, lambda *_: _kill_group(pid, _signal.SIGKILL))
+        _signal.alarm(GRACE_SECONDS)
 
-    def pump() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            tail.append(line)
-            log.installer(manager, line)
-
-    reader = threading.Thread(target=pump, name=f"hpm-{manager}-output", daemon=True)
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: _signal.signal(s, forward) for s in (_signal.SIGTERM, _signal.SIGINT)}
+    status = None
+    pending = b""
     try:
-        reader.start()
-        code = proc.wait()  # a signal runs ``forward``, then the wait goes on
+        while True:
+            # a signal runs ``forward``, then select goes on (PEP 475)
+            ready, _, _ = select.select([read_end], [], [], 0.2)
+            chunk = os.read(read_end, 65536) if ready else b""
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    on_line(line.decode("utf-8", "replace"))
+                continue
+            if ready:  # end of output: every holder of the pipe is gone
+                break
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = raw
+                if not select.select([read_end], [], [], 0.05)[0]:
+                    break  # exited; a detached grandchild may keep the pipe open: don't wait for it
+        if pending:
+            on_line(pending.decode("utf-8", "replace"))
+        if status is None:
+            status = os.waitpid(pid, 0)[1]
         if received:
-            _kill_group(proc.pid)  # stragglers of the group (grandchildren): no orphan survives hpm
+            _kill_group(pid, _signal.SIGKILL)  # stragglers of the group: no orphan survives hpm
     finally:
-        signal.alarm(0)
+        _signal.alarm(0)
         for s, handler in previous.items():
-            signal.signal(s, handler)
-    # the output ends when the last holder of the pipe exits; a detached grandchild may keep
-    # it open: do not wait for that forever
-    reader.join(timeout=0.5 if received else 30)
-    wall = time.perf_counter() - started
-    log.debug(f"{manager} exited {code} after {wall:.3f} s", installer_seconds=round(wall, 4))
-    if received:
-        raise Interrupted(received[0])
+            _signal.signal(s, handler)
+        os.close(read_end)
+    return os.waitstatus_to_exitcode(status), (received[0] if received else None), \
+        time.perf_counter() - started
+
+
+def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log: Log) -> float:
+    """Run one installer; its output stays visible (credentials masked); a failure is 74
+    with the installer's own error line. Returns its wall time."""
+    log.debug("running " + " ".join(argv))
+    if manager == "pip":
+        import subprocess  # rare: manifests with manager: pip
+
+        if subprocess.run([argv[0], "-m", "pip", "--version"], capture_output=True,
+                          stdin=subprocess.DEVNULL).returncode != 0:
+            raise InstallerMissingError(f"a manifest asks for manager: pip, but {argv[0]} has no pip",
+                                        "install pip into that interpreter (uv venv --seed), or use "
+                                        "manager: uv")
+    tail: list[str] = []
+
+    def line(text: str) -> None:
+        tail.append(text)
+        del tail[:-40]
+        log.installer(manager, text)
+
+    code, signum, wall = run_process(argv, env, line, manager)
+    log.debug(f"{manager} exited {code} after {wall:.4f} s", installer_seconds=round(wall, 4))
+    if signum is not None:
+        raise Interrupted(signum)
     if code != 0:
-        last = _cause(list(tail)) or f"exit {code}"
+        last = _cause(tail) or f"exit {code}"
         hint = ""
         text = "\n".join(tail)
         offline = "--offline" in argv or env.get("UV_OFFLINE", "").lower() in ("1", "true", "yes")
@@ -358,9 +409,11 @@ def _cause(lines: list[str]) -> str:
     return f"{head}: {cause.lstrip('╰─▶ ').removeprefix('cause: ')}" if cause else head
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _kill_group(pgid: int, signum: int) -> None:
+    try:  # noqa: SIM105 (contextlib costs an import on the cold path)
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def install(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOptions,
@@ -384,10 +437,15 @@ def install(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOp
     child_env = {**environ, **options.extra_env}
     child_env.pop("VIRTUAL_ENV", None)
     installer_seconds = 0.0
-    with tempfile.TemporaryDirectory(prefix="hpm-", dir=_scratch_dir(env)) as tmp:
-        for txn in transactions(lock, env, options, environ, Path(tmp)):
+    scratch = _scratch_dir(env)
+    try:
+        for txn in transactions(lock, env, options, environ, scratch):
             log.info(f"installing with {txn.describe()}")
             installer_seconds += run_installer(txn.argv, txn.manager, child_env, log)
+    finally:
+        for name in os.listdir(scratch):
+            os.unlink(os.path.join(scratch, name))
+        os.rmdir(scratch)
     still = boot.missing(lock, env)
     if still:
         raise InstallerFailedError(
@@ -400,16 +458,26 @@ def install(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOp
     return len(lacking)
 
 
-def _scratch_dir(env: boot.Environment) -> str | None:
-    """Where requirement files go: the system temp dir, else the target venv (read-only
-    root filesystems may have no writable /tmp, but the venv is writable)."""
-    try:
-        tmp = tempfile.gettempdir()
-    except OSError:  # none usable at all: gettempdir raises (docker --read-only, no --tmpfs)
-        return env.venv
-    if os.access(tmp, os.W_OK):
-        return None
-    return env.venv
+def _scratch_dir(env: boot.Environment) -> str:
+    """A new private directory for requirement files: in TMPDIR or /tmp, else in the
+    target venv (read-only root filesystems may have no writable /tmp at all)."""
+    places = [os.environ.get("TMPDIR"), "/tmp", "/var/tmp", env.venv]
+    for place in places:
+        if place and os.path.isdir(place) and os.access(place, os.W_OK | os.X_OK):
+            path = os.path.join(place, f"hpm-{os.getpid()}-{os.urandom(6).hex()}")
+            try:
+                os.mkdir(path, 0o700)
+                return path
+            except OSError:
+                continue
+    raise NotWritableError("no writable directory for the installer's requirement files",
+                           f"tried {', '.join(p for p in places if p)}; set TMPDIR or HPM_VENV")
+
+
+def _write_lines(path: str, lines: list[str]) -> str:
+    with open(path, "x", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------- registry runs
@@ -437,9 +505,11 @@ def lock_for_plan(plan: Any, env: boot.Environment, options: InstallerOptions,
         stats = {}
         for p in plan.packages:
             for name in ("pyproject.toml", "setup.cfg", "setup.py") if p.path else ():
-                with contextlib.suppress(OSError):
+                try:
                     st = os.stat(os.path.join(p.path, name))
-                    stats[f"{p.path}/{name}"] = [st.st_mtime_ns, st.st_size]
+                except OSError:
+                    continue
+                stats[f"{p.path}/{name}"] = [st.st_mtime_ns, st.st_size]
         key = payload.digest({"plan": lockmod.plan_digest(plan), "index": options.uv_args(),
                               "python": env.python_version, "stats": stats})
         cached = _read_plan_lock(env)
@@ -455,6 +525,8 @@ def lock_for_plan(plan: Any, env: boot.Environment, options: InstallerOptions,
 
 
 def _plan_cache_path(env: boot.Environment) -> Path | None:
+    from pathlib import Path
+
     base = env.venv or (env.site_dirs[0] if env.site_dirs else None)
     return Path(base, PLAN_LOCK_CACHE) if base else None
 

@@ -6,7 +6,6 @@ Standard library only: the boot path calls this when it has to install.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
 from hpm_boot.errors import InstallerMissingError
@@ -16,6 +15,17 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
+def which(name: str, path: str | None = None) -> str | None:
+    """``shutil.which`` for POSIX without importing ``shutil`` (which imports ``re``)."""
+    if os.sep in name:
+        return name if os.access(name, os.X_OK) and os.path.isfile(name) else None
+    for directory in (path if path is not None else os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def find_uv(env: Mapping[str, str] | None = None) -> str:
     """``HPM_UV``, else ``uv`` on PATH, else the binary of the ``uv`` Python package."""
     env = os.environ if env is None else env
@@ -23,12 +33,12 @@ def find_uv(env: Mapping[str, str] | None = None) -> str:
     if given:
         if os.access(given, os.X_OK) and os.path.isfile(given):
             return given
-        found = shutil.which(given, path=env.get("PATH"))
+        found = which(given, path=env.get("PATH"))
         if found:
             return found
         raise InstallerMissingError(f"HPM_UV={given}: no such executable",
                                     "point HPM_UV at a uv binary, or unset it to search PATH")
-    found = shutil.which("uv", path=env.get("PATH"))
+    found = which("uv", path=env.get("PATH"))
     if found:
         return found
     beside = os.path.join(os.path.dirname(sys.executable), "uv")
@@ -51,7 +61,7 @@ def find_conda(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     for name in [env.get("HPM_CONDA", ""), "conda", "mamba", "micromamba"]:
         if name:
-            found = shutil.which(name, path=env.get("PATH"))
+            found = which(name, path=env.get("PATH"))
             if found:
                 return found
     raise InstallerMissingError(

@@ -11,23 +11,28 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpm_boot import boot
+from hpm_boot import boot, payload
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--", "python", "-m", "app"], (None, None, ["python", "-m", "app"])),
-        (["--entrypoint", "serve"], (None, "serve", [])),
-        (["--entrypoint=a:serve", "--lock", "l.json", "--", "x"], ("l.json", "a:serve", ["x"])),
-        (["--lock=l.json", "--", "--entrypoint"], ("l.json", None, ["--entrypoint"])),
-        ([], (None, None, [])),
+        (["--", "python", "-m", "app"], {"cmd": ["python", "-m", "app"]}),
+        (["--entrypoint", "serve"], {"--entrypoint": "serve", "cmd": []}),
+        (["--entrypoint=a:serve", "--lock", "l.json", "--", "x"],
+         {"--lock": "l.json", "--entrypoint": "a:serve", "cmd": ["x"]}),
+        (["--lock=l.json", "--", "--entrypoint"], {"--lock": "l.json", "cmd": ["--entrypoint"]}),
+        ([], {"cmd": []}),
+        (["--no-index", "--find-links", "w", "--find-links=v", "--offline", "--", "x"],
+         {"--no-index": True, "--offline": True, "--find-links": ["w", "v"], "cmd": ["x"]}),
         (["--mode", "dev", "--", "x"], None),  # anything else: the full CLI
         (["--entrypoint"], None),
         (["python"], None),
     ],
 )
-def test_parse_run_args(args: list[str], expected: object) -> None:
+def test_parse_run_args(args: list[str], expected: dict[str, object] | None) -> None:
+    if expected is not None:
+        expected = {"--find-links": [], **expected}
     assert boot.parse_run_args(args) == expected
 
 
@@ -41,13 +46,13 @@ json_values = st.recursive(
 @given(json_values)
 def test_loads_matches_json(value: object) -> None:
     text = json.dumps(value)
-    assert boot.loads(text) == json.loads(text)
+    assert payload.loads(text) == json.loads(text)
 
 
 @pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "NaN", "[Infinity]"])
 def test_loads_refuses_what_json_refuses(text: str) -> None:
     with pytest.raises(ValueError):
-        boot.loads(text)
+        payload.loads(text)
 
 
 @pytest.mark.parametrize(
