@@ -95,14 +95,29 @@ if _archive and _tag in BYTECODE:
                                  "download or build it again\\n" % _archive)
                 sys.exit(65)
         sys.path.insert(0, "%s/_pyc/%s" % (_archive, _tag))
+if _archive:
+    sys.path.insert(sys.path.index(_archive) + 1, _archive + "/_vendor")
 try:
-    from hpm_boot._pyz import main
-except Exception as exc:  # zipimport.ZipImportError, zlib.error...: a damaged archive
-    sys.stderr.write(
-        "hpm: the file %s is damaged (%s); download or build it again\\n" % (sys.argv[0], exc)
-    )
+    # straight to hpm's entry: the container hot path needs nothing of hpm_boot._pyz,
+    # which the CLI path sets up itself (the msgspec wheel finder)
+    from hpm_boot.__main__ import main
+
+    code = main()
+except Exception as exc:
+    # zipimport checks no CRC: a damaged member shows as ZipImportError, a zlib error, bad
+    # marshal data or a SyntaxError raised in zipimport's own frame (hpm's code raises in
+    # its own frames, and those errors are not ours to rename)
+    _tb = exc.__traceback__
+    while _tb and _tb.tb_next:
+        _tb = _tb.tb_next
+    if type(exc).__name__ != "ZipImportError" and not (
+        _tb and _tb.tb_frame.f_code.co_filename == "<frozen zipimport>"
+    ):
+        raise
+    sys.stderr.write("hpm: the file %s is damaged (%s: %s); download or build it again\\n"
+                     % (sys.argv[0], type(exc).__name__, exc))
     sys.exit(65)
-main()
+sys.exit(code)
 '''
 RESCUE_PY = (
     "import sys\nsys.stderr.write('hpm: the file %s is damaged (it ends too early: a cut-short"

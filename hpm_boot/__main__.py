@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         code = fast_run(argv[1:], os.environ, exec_after=argv[0] == "run")
         if code is not None:
             return code
+    from hpm_boot._pyz import setup
+
+    setup()  # inside hpm.pyz: the vendored packages and the msgspec wheel; else nothing
     from hpm_boot.cli import main as cli_main
 
     return cli_main(argv)

@@ -16,7 +16,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and pathlib cost milliseconds: never imported at run time
-    from typing import Any, NoReturn
+    from typing import Any
 
 _loader = globals().get("__loader__")
 #: Path of the running ``hpm.pyz``, or None when hpm runs from a source tree or a wheel.
@@ -30,39 +30,11 @@ def setup() -> None:
     """Make the vendored packages and the msgspec wheel importable (idempotent)."""
     if ARCHIVE is None or any(isinstance(f, _WheelFinder) for f in sys.meta_path):
         return
-    # after the archive itself (and its _pyc/<tag> bytecode, which __main__ put first)
-    at = sys.path.index(ARCHIVE) + 1 if ARCHIVE in sys.path else 0
-    sys.path.insert(at, f"{ARCHIVE}/_vendor")
+    vendor = f"{ARCHIVE}/_vendor"
+    if vendor not in sys.path:  # the pyz's __main__ puts it there first
+        at = sys.path.index(ARCHIVE) + 1 if ARCHIVE in sys.path else 0
+        sys.path.insert(at, vendor)
     sys.meta_path.insert(0, _WheelFinder())
-
-
-def main() -> NoReturn:
-    """Entry of ``hpm.pyz``: run ``hpm_boot.__main__.main`` and exit with its code."""
-    setup()
-    try:
-        from hpm_boot.__main__ import main as hpm_main
-
-        code = hpm_main()
-    except Exception as exc:
-        if not _reading_archive_failed(exc):
-            raise
-        sys.stderr.write(_DAMAGED.format(ARCHIVE, f"{type(exc).__name__}: {exc}"))
-        sys.exit(65)
-    sys.exit(code)
-
-
-def _reading_archive_failed(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from zipimport reading this archive (not from hpm's own code).
-
-    zipimport checks no CRC: a damaged member shows as a zlib error, bad marshal data or
-    a SyntaxError, raised in zipimport's own frame (module code raises in its own frame).
-    """
-    if type(exc).__name__ == "ZipImportError":
-        return True
-    tb = exc.__traceback__
-    while tb and tb.tb_next:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_filename == "<frozen zipimport>"
 
 
 def build_info() -> dict[str, Any]:
