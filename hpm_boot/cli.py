@@ -501,7 +501,9 @@ MODULE_COMMANDS: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; a command that lives in its own module gets its arguments (and its
+    module is imported) only when it is ``chosen``: `hpm --version` imports none of them."""
     parser = argparse.ArgumentParser(
         prog="hpm",
         description="Compose a plugin application's environment from YAML manifests, "
@@ -571,16 +573,47 @@ def build_parser() -> argparse.ArgumentParser:
                            "`uv run --project .hpm/ephemeral/<id>`")
             p.add_argument("cmd", nargs="*", metavar="CMD", help="the command to exec (after --)")
     for name, module, text, select in MODULE_COMMANDS:
+        if name != chosen:
+            sub.add_parser(name, help=text, description=text)
+            continue
         mod = importlib.import_module(module)
         p = command(name, mod.main, text, select=select)
         mod.add_arguments(p)
     return parser
 
 
+def _source_commit() -> str | None:
+    """The git commit of the checkout hpm runs from (an editable install), if any."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "hpm_boot"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0 or not (here / ".git").exists():
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv``: the first argument that is not a global option."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-r", "--registry"):
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str], env: Env | None = None) -> int:
     env = os.environ if env is None else env
-    parser = build_parser()
     argv = list(argv)
+    parser = build_parser(command_of(argv))
     tail: list[str] = []
     if argv[:1] == ["run"] and "--" in argv:
         cut = argv.index("--")
@@ -595,7 +628,10 @@ def main(argv: Sequence[str], env: Env | None = None) -> int:
         from hpm_boot._pyz import build_info
 
         info = build_info()
-        print(f"hpm {info.get('version', __version__)} (commit {info.get('commit', 'unknown')})")
+        commit = info.get("commit", "unknown")
+        if commit == "unknown":
+            commit = _source_commit() or commit
+        print(f"hpm {info.get('version', __version__)} (commit {commit})")
         return 0
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
