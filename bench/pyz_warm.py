@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,10 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         check = subprocess.run(cmd, env={**run_env, "HPM_LOG": "info"}, capture_output=True, text=True)
         assert "already installed" in check.stderr, check.stderr
         target = ["python", "-c", "pass"]
+        floor = tmp / "floor.pyz"  # the least any zipapp can do: start, then exec the target
+        with zipfile.ZipFile(floor, "w") as zf:
+            zf.writestr("__main__.py", "import os, sys\nos.execv(sys.executable, [sys.executable, '-c', 'pass'])\n")
         cmds = {
             "python -c pass": [python, "-c", "pass"],
             "venv python -c pass (the exec'd target)": [str(venv / "bin" / "python"), "-c", "pass"],
             "python hpm.pyz --version": [python, str(pyz), "--version"],
+            "a zipapp that only execs python -c pass (the floor)": [python, str(floor)],
             "python hpm.pyz run -- python -c pass": [python, str(pyz), "run", "--", *target],
             "same, pyz without bytecode": [python, str(plain), "run", "--", *target],
         }
@@ -175,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         "met."
         if ratio <= 2.5
         else (
-            "missed. Two interpreter starts make 2× already; "
+            "missed. Two interpreter starts make 2× already, and a zipapp that does nothing but exec "
+            f"the target costs {results['a zipapp that only execs python -c pass (the floor)'][0] / base_wall:.2f}×; "
             "docs/pyz.md (Start-up cost) says where the rest goes."
         )
     )

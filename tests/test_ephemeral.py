@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from hpm_boot import launch
 from hpm_boot.manifest import GitSource, LocalSource, PypiSource, UrlSource
 from hpm_boot.resolve import Plan, PlannedPackage, Reason
 from tests.support.factory import GitRepo, git, make_project
+from tests.support.nobody import NOBODY, SYSTEM_PYTHON, hpm_in_venv, nobody_can_run_python
 
 PY = "import hpmtest_gitplugin as g, sys; print(g.__version__, sys.prefix)"
 
@@ -216,21 +218,36 @@ def test_not_writable(project: Path, wheelhouse: Path, tmp_path: Path) -> None:
     assert len(list(elsewhere.iterdir())) == 2  # the env and the fast-path index
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
-def test_not_writable_for_another_user(project: Path, wheelhouse: Path) -> None:
-    (project / ".hpm").mkdir(mode=0o755)
-    for p in (project, project / "registry", *(project / "registry").iterdir()):
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    os.chmod(wheelhouse, 0o755)
-    env = {**os.environ, "UV_CACHE_DIR": str(project / "nobody-cache")}
-    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "hpm_boot",
-           "run", "--ephemeral", *idx(wheelhouse), "--", "python", "-c", "pass"]
-    out = subprocess.run(cmd, cwd=project, env={**env, "PYTHONPATH": str(Path(launch.__file__).parents[1])},
-                         capture_output=True, text=True, timeout=120)
-    if "Permission denied" in out.stderr and "python" in out.stderr.lower() and out.returncode != 73:
-        pytest.skip("the interpreter is not readable by uid 65534")
-    assert out.returncode == 73, out.stderr
-    assert "HPM_EPHEMERAL_DIR" in out.stderr
+def test_not_writable_for_another_user(wheelhouse: Path) -> None:
+    """As uid 65534, a project whose .hpm/ belongs to root: 73 with the hint, and
+    HPM_EPHEMERAL_DIR on a writable place works for the same user."""
+    if not nobody_can_run_python():  # pragma: no cover - depends on the machine
+        pytest.skip("needs root, setpriv and a system Python of this version to run hpm as another user")
+    shared = Path(tempfile.mkdtemp(prefix="hpm-nobody-"))  # pytest's tmp dirs are private to root
+    try:
+        shared.chmod(0o755)
+        project = shared / "project"
+        write(project, {"registry/qdrant.yaml": """
+            name: hpmtest-qdrant
+            version: 0.1.0
+            sources:
+              prod: {type: pypi, version: "==0.1.0"}
+            """})
+        (project / ".hpm").mkdir()
+        for p in (project, *project.rglob("*")):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        wheels = shutil.copytree(wheelhouse, shared / "wh")
+        for p in (wheels, *wheels.iterdir()):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        python = hpm_in_venv(shared / "sysvenv", SYSTEM_PYTHON)
+        env = {**os.environ, "HOME": "/nonexistent", "UV_CACHE_DIR": str(shared / "cache")}
+        cmd = [*NOBODY, str(python), "-m", "hpm_boot", "run", "--ephemeral", "--with", "hpmtest-qdrant",
+               *idx(wheels), "--", "python", "-c", "pass"]
+        out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 73, out.stderr
+        assert "HPM_EPHEMERAL_DIR" in out.stderr and "Traceback" not in out.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_lock_option_is_refused(project: Path) -> None:

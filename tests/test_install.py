@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.factory import make_venv, run_uv
+from tests.support.nobody import NOBODY, SYSTEM_PYTHON, hpm_in_venv, nobody_can_run_python
 from tests.test_run_support import (
-    ROOT,
     World,
     b64_of,
     make_editable_checkout,
@@ -145,26 +145,11 @@ def test_python_flag_installs_into_that_interpreter(world: World) -> None:
     assert f"--python {py}" in call
 
 
-def _hpm_in_venv(path: Path, python: str = sys.executable) -> Path:
-    """A throwaway venv with hpm importable (a .pth, like an editable install) and its
-    dependencies (a .pth to a directory holding only PyYAML, packaging and msgspec)."""
-    py = make_venv(path, python)
-    site = next((path / "lib").glob("python3.*/site-packages"))
-    deps = path.parent / f"{path.name}-deps"
-    deps.mkdir()
-    here = Path(next(p for p in sys.path if p.endswith("site-packages") and Path(p, "msgspec").is_dir()))
-    for name in ("yaml", "_yaml", "msgspec", "packaging"):
-        if (here / name).exists():
-            (deps / name).symlink_to(here / name)
-    (site / "hpm_dev.pth").write_text(f"{ROOT}\n{deps}\n")
-    return py
-
-
 def test_system_interpreter_is_the_target(world: World) -> None:
     """No HPM_VENV, no --python: uv installs into the interpreter that runs hpm."""
     world.standard_registry()
     lock = world.lock("hpmtest-app")
-    py = _hpm_in_venv(world.tmp / "sys")
+    py = hpm_in_venv(world.tmp / "sys")
     uv, log = world.counting_uv()
     proc = world.hpm(
         "run",
@@ -379,33 +364,18 @@ def test_hpm_venv_pointing_at_a_file_is_73(world: World) -> None:
     assert "is a file" in proc.stderr and not log.exists()
 
 
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-SYSTEM_PYTHON = "/usr/bin/python3"  # this machine's pyenv lives under /root (mode 700)
-
-
-def _nobody_can_run_python() -> bool:
-    if os.getuid() != 0 or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON):
-        return False
-    probe = subprocess.run(
-        [*NOBODY, SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-    )
-    return probe.stdout.strip() == str(sys.version_info[:2])  # .venv's msgspec must fit
-
-
 def test_not_writable_target_without_hpm_venv_is_73(world: World) -> None:
     """As uid 65534 (setpriv) a venv owned by root is read-only: 73 with the hint, before uv runs."""
     world.standard_registry()
     lock = world.lock("hpmtest-app")
-    if not _nobody_can_run_python():  # pragma: no cover - depends on the machine
+    if not nobody_can_run_python():  # pragma: no cover - depends on the machine
         pytest.skip("needs root, setpriv and a system Python of this version to run hpm as another user")
     shared = Path(tempfile.mkdtemp(prefix="hpm-nobody-"))  # pytest's tmp dirs are private to root
     try:
         shared.chmod(0o755)
         shared_lock = shutil.copy(lock, shared / "lock.json")
         Path(shared_lock).chmod(0o644)
-        sysvenv = _hpm_in_venv(shared / "sysvenv", SYSTEM_PYTHON)  # hpm runs from here, as nobody
+        sysvenv = hpm_in_venv(shared / "sysvenv", SYSTEM_PYTHON)  # hpm runs from here, as nobody
         target = make_venv(shared / "rootvenv", SYSTEM_PYTHON)
         env = {**world.env, "HOME": "/nonexistent", "HPM_UV": str(world.forbidden_uv()[0] / "uv")}
         wheels = shutil.copytree(world.wheelhouse, shared / "wh")
