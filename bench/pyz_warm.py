@@ -39,6 +39,7 @@ import build_zipapp  # noqa: E402
 from tests.support.factory import Pkg, hermetic_env, make_wheelhouse, uv_bin  # noqa: E402
 
 HEADING = "## hpm.pyz warm start (bench/pyz_warm.py)"
+FLOOR = "a zipapp that only execs python -c pass (the floor)"
 DOC = ROOT / "docs" / "benchmarks.md"
 PACKAGES = 50
 HELLO = Pkg("hpmbench-hello", "1.0.0", modules={"hpmbench_hello/__init__.py": "def main():\n    return 0\n"})
@@ -130,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         target = ["python", "-c", "pass"]
         floor = tmp / "floor.pyz"  # the least any zipapp can do: start, then exec the target
         with zipfile.ZipFile(floor, "w") as zf:
-            zf.writestr("__main__.py", "import os, sys\nos.execv(sys.executable, [sys.executable, '-c', 'pass'])\n")
+            zf.writestr("__main__.py", "import os, sys\n"
+                        "os.execv(sys.executable, [sys.executable, '-c', 'pass'])\n")
         cmds = {
             "python -c pass": [python, "-c", "pass"],
             "venv python -c pass (the exec'd target)": [str(venv / "bin" / "python"), "-c", "pass"],
             "python hpm.pyz --version": [python, str(pyz), "--version"],
-            "a zipapp that only execs python -c pass (the floor)": [python, str(floor)],
+            FLOOR: [python, str(floor)],
             "python hpm.pyz run -- python -c pass": [python, str(pyz), "run", "--", *target],
             "same, pyz without bytecode": [python, str(plain), "run", "--", *target],
         }
@@ -176,12 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, (wall, cpu) in results.items():
         lines.append(f"| `{name}` | {wall:.1f} | {wall / base_wall:.2f} | {cpu:.1f} | {cpu / base_cpu:.2f} |")
     ratio = results["python hpm.pyz run -- python -c pass"][0] / base_wall
+    floor_ratio = results[FLOOR][0] / base_wall
     verdict = (
         "met."
         if ratio <= 2.5
         else (
             "missed. Two interpreter starts make 2× already, and a zipapp that does nothing but exec "
-            f"the target costs {results['a zipapp that only execs python -c pass (the floor)'][0] / base_wall:.2f}×; "
+            f"the target costs {floor_ratio:.2f}×; "
             "docs/pyz.md (Start-up cost) says where the rest goes."
         )
     )
