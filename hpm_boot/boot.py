@@ -247,6 +247,18 @@ def _quote(argv: Sequence[str]) -> str:
     return " ".join(a if a and set(a) <= safe else "'" + a.replace("'", "'\"'\"'") + "'" for a in argv)
 
 
+def before_exec() -> None:
+    """What every exec of hpm's needs: SIGPIPE and SIGXFSZ back to their defaults (Python
+    ignores them, and the new program would inherit that), Python's buffers flushed."""
+    import _signal  # the builtin under ``signal``, which would import ``enum``
+
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(_signal, name):
+            _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
 def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str]) -> NoReturn:
     """Become ``argv`` (``os.execvpe``): no shell, no child; lock and key variables removed.
 
@@ -254,8 +266,6 @@ def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str
     the target's bin directory goes first on PATH; SIGPIPE and SIGXFSZ are reset to
     their defaults (Python ignores them, and the exec'd program would inherit that).
     """
-    import _signal  # the builtin under ``signal``, which would import ``enum``
-
     child_env = {k: v for k, v in environ.items() if k not in SCRUBBED}
     if env.bin_dir:
         child_env["PATH"] = env.bin_dir + os.pathsep + child_env.get("PATH", os.defpath)
@@ -264,11 +274,7 @@ def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str
     program = argv[0]
     if program in ("python", "python3", f"python{env.python_version}"):
         program = env.python  # the interpreter hpm installed into, whatever PATH says
-    for name in ("SIGPIPE", "SIGXFSZ"):
-        if hasattr(_signal, name):
-            _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    before_exec()
     try:
         os.execvpe(program, list(argv), child_env)
     except FileNotFoundError:

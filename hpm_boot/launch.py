@@ -329,14 +329,10 @@ def run_argv(uv: str, directory: str, uv_args: Sequence[str], cmd: Sequence[str]
 
 def exec_uv(argv: Sequence[str], fd: int, environ: Mapping[str, str]) -> NoReturn:
     """Become uv, keeping the in-use lock ``fd`` open (inherited) for the run's whole life."""
-    import signal
+    from hpm_boot.boot import before_exec
 
     os.set_inheritable(fd, True)
-    for name in ("SIGPIPE", "SIGXFSZ"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    before_exec()
     try:
         os.execve(argv[0], list(argv), uv_environ(environ))
     except OSError as exc:
