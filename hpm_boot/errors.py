@@ -63,6 +63,8 @@ class CommandNotFoundError(HpmError):
 
 def mask_credentials(text: str) -> str:
     """Hide ``user:password@`` in every URL of ``text``."""
-    import re  # lazily: the boot hot path imports this module
+    if "@" not in text:
+        return text  # and no ``re`` import: the boot hot path logs through here
+    import re
 
     return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)

@@ -41,7 +41,7 @@ class Log:
         if _LEVELS[level] > self.level and level != "error":
             return
         stream = self.stream or sys.stderr
-        message = _mask(message)
+        message = mask_credentials(message)
         if self.json:
             import json
 
@@ -66,7 +66,7 @@ class Log:
         """One line of an installer's own output: shown as is at info level and above."""
         if self.level < 2:
             return
-        line = _mask(line)
+        line = mask_credentials(line)
         if self.json:
             self.emit("info", line, installer=manager)
             return
@@ -75,12 +75,12 @@ class Log:
     def error(self, exc: HpmError) -> int:
         """Report ``exc`` as one line (then its details); return its exit code."""
         if self.json:
-            extra = {"details": _mask(exc.details)} if exc.details else {}
+            extra = {"details": mask_credentials(exc.details)} if exc.details else {}
             self.emit("error", exc.message, exit_code=exc.exit_code, **extra)
         else:
             self.emit("error", exc.message)
             if exc.details:
-                _write(self.stream or sys.stderr, _mask(exc.details))
+                _write(self.stream or sys.stderr, mask_credentials(exc.details))
         if self.termination_log:
             termination_log(f"hpm: {mask_credentials(exc.message)}", self.termination_log)
         return exc.exit_code
@@ -92,11 +92,6 @@ def _write(stream: TextIO, line: str) -> None:
         print(line, file=stream, flush=True)
     except (OSError, ValueError):
         pass
-
-
-def _mask(text: str) -> str:
-    """``mask_credentials``, without importing ``re`` when there is nothing to mask."""
-    return mask_credentials(text) if "@" in text else text
 
 
 def termination_log(message: str, path: str = TERMINATION_LOG) -> None:
