@@ -174,7 +174,7 @@ def write_doc(table: str) -> None:
         "base64 text carried in `HPM_LOCK_B64` "
         f"(warning above {payload.WARN_BYTES // 1024} KiB, refused above "
         f"{payload.MAX_BYTES // 1024} KiB). Times are in-process `payload.decode` "
-        "(base64, inflate, digest, HMAC, JSON parse, canonical-form check).\n"
+        "(base64, inflate, digest, HMAC, JSON parse).\n"
         f"Measured on {env}.\n\n{table}\n"
     )
     old = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
