@@ -452,10 +452,7 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
         if lock is None:
             from hpm_boot import payload
 
-            source_env = dict(environ, HPM_LOCK_FILE=lock_file) if lock_file else environ
-            if lock_file:
-                source_env.pop("HPM_LOCK_B64", None)
-            loaded = payload.load_from_env(source_env)
+            loaded = payload.load_lock(environ, lock_file)
             if loaded is None or not looks_like_lock(loaded[0]):
                 return None
             lock = loaded[0]

@@ -349,9 +349,7 @@ def _check_lock(args: argparse.Namespace, plan) -> int:  # plan: resolve.Plan
     path = args.output or "hpm.lock.json"
     if path == "-" or not Path(path).is_file():
         raise NotFoundError(f"no lock at {path} to check", "make one with `hpm lock` (-o names the file)")
-    loaded = payload.load_from_env({"HPM_LOCK_FILE": path})
-    assert loaded is not None
-    lock = lockmod.from_dict(loaded[0], path)
+    lock = lockmod.from_dict(payload.load_file(path, None, path)[0], path)
     stale = []
     if lock.plan_digest != lockmod.plan_digest(plan):
         stale.append("the registry or the selection changed since it was made")
@@ -372,8 +370,7 @@ def cmd_decode(args: argparse.Namespace, env: Env) -> int:
     from hpm_boot import payload
     from hpm_boot.errors import NotFoundError
 
-    keys = {k: v for k, v in env.items() if k in ("HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE")}
-    loaded = payload.load_from_env({**keys, "HPM_LOCK_FILE": args.source} if args.source else env)
+    loaded = payload.load_lock(env, args.source, "--from")
     if loaded is None:
         raise NotFoundError("no lock to decode: HPM_LOCK_B64 and HPM_LOCK_FILE are unset",
                             "give one, or a file with --from FILE")
@@ -414,11 +411,7 @@ def _lock_for_install(args: argparse.Namespace, env: Env, log):
     from hpm_boot import lock as lockmod
     from hpm_boot import payload
 
-    if args.lock:
-        keys = {k: v for k, v in env.items() if k in ("HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE")}
-        loaded = payload.load_from_env({**keys, "HPM_LOCK_FILE": args.lock})
-    else:
-        loaded = payload.load_from_env(env)
+    loaded = payload.load_lock(env, args.lock)
     if loaded is not None:
         data, source = loaded
         lockmod.from_dict(data, source)  # shape check: a bad lock is 65 before anything runs

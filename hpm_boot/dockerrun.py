@@ -189,8 +189,7 @@ def make_payload(args: argparse.Namespace, env: Mapping[str, str], engine: str, 
     key = payload.read_key(env)
     if args.lock:
         # the key (if any) signs what is sent; the file itself is read as the user's own
-        loaded = payload.load_from_env({"HPM_LOCK_FILE": args.lock})
-        assert loaded is not None
+        loaded = payload.load_file(args.lock, None, f"--lock {args.lock}")
         data = loaded[0]
         log.info(f"lock from {loaded[1]}")
     else:

@@ -401,7 +401,7 @@ def read_key(env: Mapping[str, str]) -> bytes | None:
         return _nonempty_key(key, ENV_KEY)
     if ENV_KEY_FILE in env:
         path = env[ENV_KEY_FILE]
-        key = _read_file(path, ENV_KEY_FILE, 1024 * 1024).rstrip(b"\r\n")
+        key = _read_file(path, f"{ENV_KEY_FILE}={path}", 1024 * 1024).rstrip(b"\r\n")
         return _nonempty_key(key, f"{ENV_KEY_FILE}={path}")
     return None
 
@@ -415,19 +415,19 @@ def _nonempty_key(key: bytes, where: str) -> bytes:
     return key
 
 
-def _read_file(path: str, var: str, limit: int) -> bytes:
+def _read_file(path: str, source: str, limit: int) -> bytes:
     if not path:
-        raise UsageError(f"{var} is set but empty: give it a file path")
+        raise UsageError(f"{source} is empty: give it a file path")
     try:
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)
     except FileNotFoundError:
-        raise NotFoundError(f"{var}={path}: no such file") from None
+        raise NotFoundError(f"{source}: no such file") from None
     except OSError as exc:
-        raise NotFoundError(f"{var}={path}: cannot read it: {exc.strerror}") from None
+        raise NotFoundError(f"{source}: cannot read it: {exc.strerror}") from None
     if len(data) > limit:
         raise DataError(
-            f"{var}={path} is too large: more than {limit // (1024 * 1024)} MiB",
+            f"{source} is too large: more than {limit // (1024 * 1024)} MiB",
             "a lock file holds one lock, as JSON or as a payload",
         )
     return data
@@ -446,12 +446,21 @@ def load_from_env(env: Mapping[str, str]) -> tuple[dict[str, Any], str] | None:
     if ENV_B64 in env:
         lock, signed = _decode(env[ENV_B64], key, ENV_B64, MAX_BYTES)
         return lock, f"{ENV_B64} ({_sig_state(signed, key)})"
-    return _load_file(env[ENV_FILE], key)
+    return load_file(env[ENV_FILE], key, f"{ENV_FILE}={env[ENV_FILE]}")
 
 
-def _load_file(path: str, key: bytes | None) -> tuple[dict[str, Any], str]:
-    source = f"{ENV_FILE}={path}"
-    raw = _read_file(path, ENV_FILE, MAX_FILE_BYTES)
+def load_lock(env: Mapping[str, str], path: str | None = None,
+              flag: str = "--lock") -> tuple[dict[str, Any], str] | None:
+    """(lock, source description) from the file ``path`` given with ``flag`` when there is
+    one, else from the environment (``load_from_env``); the key always comes from ``env``."""
+    if path is None:
+        return load_from_env(env)
+    return load_file(path, read_key(env), f"{flag} {path}")
+
+
+def load_file(path: str, key: bytes | None, source: str) -> tuple[dict[str, Any], str]:
+    """A lock file, payload or plain JSON (detected); ``source`` names it in messages."""
+    raw = _read_file(path, source, MAX_FILE_BYTES)
     try:
         text = raw.decode("utf-8-sig").strip()
     except UnicodeDecodeError as exc:
