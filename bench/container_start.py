@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import write_pypi_registry, write_section  # noqa: E402
 from tests.support.factory import Pkg, make_wheelhouse  # noqa: E402
 from tests.support.factory import uv_bin as find_uv  # noqa: E402
 
@@ -79,11 +79,7 @@ def setup(work: Path, n: int, tag: str) -> dict[str, object]:
     shutil.copy2(find_uv(), ctx / "uv")
     names = [f"benchpkg{i:02d}" for i in range(n)]
     wh = make_wheelhouse(work / "wheels", [Pkg(name, "1.0.0") for name in names])
-    reg = work / "registry"
-    reg.mkdir()
-    for name in names:
-        (reg / f"{name}.yaml").write_text(
-            f'name: {name}\nversion: 1.0.0\nsources:\n  prod: {{type: pypi, version: "==1.0.0"}}\n')
+    reg = write_pypi_registry(work / "registry", names)
     image = f"localhost/hpm-bench:{tag}"
     sh(ENGINE, "build", "-q", "-t", image, "--build-arg", f"BASE={BASE}", "-f",
        str(ROOT / "docker" / "Dockerfile"), str(ctx))
@@ -168,14 +164,6 @@ def report(times: dict[str, list[float]], n: int, s: dict[str, object], reps: in
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -194,7 +182,7 @@ def main() -> int:
     text = report(times, args.packages, s, args.reps)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(text, SECTION)
         print("wrote docs/benchmarks.md")
     return 0
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_warm import write_section  # noqa: E402
+from bench._common import write_pypi_registry, write_section  # noqa: E402
 from tests.support.factory import Pkg, hermetic_env, make_wheelhouse  # noqa: E402
 
 HEADING = "## Cold install overhead (bench/install_cold.py)"
@@ -54,13 +54,7 @@ def main() -> int:
         env = hermetic_env(tmp / "uv-cache")
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # as users run it: with cached bytecode
         wh = make_wheelhouse(tmp / "wh", [Pkg(f"cold-pkg-{i:02d}", "1.0.0") for i in range(N)])
-        reg = tmp / "registry"
-        reg.mkdir()
-        for i in range(N):
-            (reg / f"cold-pkg-{i:02d}.yaml").write_text(
-                f"name: cold-pkg-{i:02d}\nversion: 1.0.0\nsources:\n"
-                '  prod: {type: pypi, version: "==1.0.0"}\n'
-            )
+        reg = write_pypi_registry(tmp / "registry", (f"cold-pkg-{i:02d}" for i in range(N)))
         lock = tmp / "lock.json"
         index = ["--no-index", "--find-links", str(wh)]
         names = [a for i in range(N) for a in ("--with", f"cold-pkg-{i:02d}")]

@@ -25,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import DOC, write_section  # noqa: E402
 from hpm_boot import lock as lockmod  # noqa: E402
 from hpm_boot import payload  # noqa: E402
 
@@ -32,7 +33,6 @@ SIZES = (10, 50, 200)
 RUNS = 300
 KEY = b"bench-signing-key-0123456789abcdef"
 HEADING = "## Lock payload (bench/payload_size.py)"
-DOC = ROOT / "docs" / "benchmarks.md"
 
 
 def _hex(rng: random.Random, n: int) -> str:
@@ -177,16 +177,7 @@ def write_doc(table: str) -> None:
         "(base64, inflate, digest, HMAC, JSON parse).\n"
         f"Measured on {env}.\n\n{table}\n"
     )
-    old = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + section
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        rest = "" if nxt < 0 else old[nxt:]
-        new = old[:start] + section + rest
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(new, encoding="utf-8")
+    write_section(section, HEADING)
 
 
 def main(argv: list[str]) -> int:

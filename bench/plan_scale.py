@@ -29,8 +29,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import write_section  # noqa: E402
+
 HEADING = "## hpm plan scaling (bench/plan_scale.py)"
-DOC = ROOT / "docs" / "benchmarks.md"
 SIZES = (100, 1000, 5000)
 VIRTUALS = 50
 GROUPS = 20
@@ -143,14 +146,7 @@ def write_doc(table: str) -> None:
         "start (`startup` row).\n"
         f"Measured on {env}.\n\n{table}\n"
     )
-    old = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + section
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + section + ("" if nxt < 0 else old[nxt:])
-    DOC.write_text(new, encoding="utf-8")
+    write_section(section, HEADING)
 
 
 def main() -> int:

@@ -36,11 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build_zipapp  # noqa: E402
+from bench._common import write_section  # noqa: E402
 from tests.support.factory import Pkg, hermetic_env, make_wheelhouse, uv_bin  # noqa: E402
 
 HEADING = "## hpm.pyz warm start (bench/pyz_warm.py)"
 FLOOR = "a zipapp that only execs python -c pass (the floor)"
-DOC = ROOT / "docs" / "benchmarks.md"
 PACKAGES = 50
 HELLO = Pkg("hpmbench-hello", "1.0.0", modules={"hpmbench_hello/__init__.py": "def main():\n    return 0\n"})
 
@@ -194,20 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(text, HEADING)
     return 0
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) this bench's section of docs/benchmarks.md."""
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = doc.find(HEADING)
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        end = doc.find("\n## ", start + len(HEADING))
-        doc = doc[:start] + text + ("\n" + doc[end + 1 :] if end >= 0 else "")
-    DOC.write_text(doc)
 
 
 if __name__ == "__main__":

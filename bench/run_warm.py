@@ -34,25 +34,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import write_pypi_registry, write_section  # noqa: E402
 from hpm_boot import payload  # noqa: E402
-from tests.support.factory import Pkg, hermetic_env, make_venv, make_wheelhouse, uv_bin  # noqa: E402
+from tests.support.factory import Pkg, hermetic_env, make_wheelhouse, uv_bin  # noqa: E402
+from tests.support.hpm_venv import hpm_in_venv  # noqa: E402
 
 HEADING = "## hpm run warm start (bench/run_warm.py)"
-DOC = ROOT / "docs" / "benchmarks.md"
 N = 50
 
 
 def hpm_venv(path: Path, env: dict[str, str]) -> Path:
     """A venv with hpm importable and an ``hpm`` console script, like an editable install."""
-    py = make_venv(path, env=env)
-    site = next((path / "lib").glob("python3.*/site-packages"))
-    deps = path.parent / "hpm-deps"
-    deps.mkdir()
-    here = Path(next(p for p in sys.path if p.endswith("site-packages") and Path(p, "msgspec").is_dir()))
-    for name in ("yaml", "_yaml", "msgspec", "packaging"):
-        if (here / name).exists():
-            (deps / name).symlink_to(here / name)
-    (site / "hpm_dev.pth").write_text(f"{ROOT}\n{deps}\n")
+    py = hpm_in_venv(path, env=env)
     script = path / "bin" / "hpm"
     script.write_text(f"#!{py}\nimport sys\nfrom hpm_boot.__main__ import main\nsys.exit(main())\n")
     script.chmod(0o755)
@@ -62,12 +55,7 @@ def hpm_venv(path: Path, env: dict[str, str]) -> Path:
 def setup(tmp: Path) -> tuple[dict[str, str], Path, Path, Path]:
     env = hermetic_env(tmp / "uv-cache")
     wh = make_wheelhouse(tmp / "wh", [Pkg(f"warm-pkg-{i:02d}", "1.0.0") for i in range(N)])
-    reg = tmp / "registry"
-    reg.mkdir()
-    for i in range(N):
-        (reg / f"warm-pkg-{i:02d}.yaml").write_text(
-            f'name: warm-pkg-{i:02d}\nversion: 1.0.0\nsources:\n  prod: {{type: pypi, version: "==1.0.0"}}\n'
-        )
+    reg = write_pypi_registry(tmp / "registry", (f"warm-pkg-{i:02d}" for i in range(N)))
     py = hpm_venv(tmp / "venv", env)
     names = [a for i in range(N) for a in ("--with", f"warm-pkg-{i:02d}")]
     lock = tmp / "lock.json"
@@ -159,20 +147,8 @@ def main() -> int:
             f"{os.cpu_count()} CPUs, while other work shared the machine.\n\n"
             f"{table}\n\n{verdict}.\n"
         )
-        write_section(text)
+        write_section(text, HEADING)
     return 0
-
-
-def write_section(text: str, heading: str = HEADING) -> None:
-    """Replace (or append) the section under ``heading`` of docs/benchmarks.md."""
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = doc.find(heading)
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        end = doc.find("\n## ", start + len(heading))
-        doc = doc[:start] + text + (doc[end:] if end >= 0 else "")
-    DOC.write_text(doc)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from hpm_boot import cli
+from tests.support.registry_cli import run, write
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples/registry"
@@ -40,26 +39,6 @@ def hpm(
         timeout=timeout,
         check=False,
     )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | None = None):
-    """``hpm ARGV`` in-process: (exit code, stdout, stderr); see tests/test_manifest.py."""
-    saved = cli.load_plan.__defaults__
-    cli.load_plan.__defaults__ = (sys.stderr,)
-    try:
-        rc = cli.main(list(argv), env or {})
-    finally:
-        cli.load_plan.__defaults__ = saved
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return root
 
 
 def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
@@ -171,7 +150,7 @@ def test_plan_json_is_byte_identical_across_processes(tmp_path: Path) -> None:
             {"registry/a.yaml": "name: a\nversion: 1\nsources: {prod: {type: pypi}}\n"},
             ["plan", "--mode", "staging"],
             2,
-            "usage: hpm plan",
+            "hpm: error: argument --mode: invalid choice: 'staging'",
         ),
         (
             {"registry/a.yaml": "name: a\nversion: 1\nsources: {prod: {type: pypi}}\n"},

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,7 @@ from hpm_boot import cli
 from hpm_boot.dev import edit_ref
 from hpm_boot.errors import DataError
 from tests.support.factory import GitRepo, git, git_commit_all, git_tag, make_git_repo, make_project
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
+from tests.support.registry_cli import write
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -12,8 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,7 +21,9 @@ from hpm_boot import launch
 from hpm_boot.manifest import GitSource, LocalSource, PypiSource, UrlSource
 from hpm_boot.resolve import Plan, PlannedPackage, Reason
 from tests.support.factory import GitRepo, git, make_project
-from tests.support.nobody import NOBODY, SYSTEM_PYTHON, hpm_in_venv, nobody_can_run_python
+from tests.support.hpm_venv import hpm_in_venv
+from tests.support.nobody import NOBODY, SYSTEM_PYTHON, shared_tmpdir, skip_unless_nobody_can_run_python
+from tests.support.registry_cli import write
 
 PY = "import hpmtest_gitplugin as g, sys; print(g.__version__, sys.prefix)"
 
@@ -32,13 +32,6 @@ def hpm(cwd: Path, *args: str, env: dict[str, str] | None = None, input: str | N
         timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hpm_boot", *args], cwd=cwd, env=env or dict(os.environ),
                           capture_output=True, text=True, input=input, timeout=timeout)
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
 
 
 def envs(root: Path) -> list[str]:
@@ -221,11 +214,8 @@ def test_not_writable(project: Path, wheelhouse: Path, tmp_path: Path) -> None:
 def test_not_writable_for_another_user(wheelhouse: Path) -> None:
     """As uid 65534, a project whose .hpm/ belongs to root: 73 with the hint, and
     HPM_EPHEMERAL_DIR on a writable place works for the same user."""
-    if not nobody_can_run_python():  # pragma: no cover - depends on the machine
-        pytest.skip("needs root, setpriv and a system Python of this version to run hpm as another user")
-    shared = Path(tempfile.mkdtemp(prefix="hpm-nobody-"))  # pytest's tmp dirs are private to root
-    try:
-        shared.chmod(0o755)
+    skip_unless_nobody_can_run_python()
+    with shared_tmpdir() as shared:  # pytest's tmp dirs are private to root
         project = shared / "project"
         write(project, {"registry/qdrant.yaml": """
             name: hpmtest-qdrant
@@ -246,8 +236,6 @@ def test_not_writable_for_another_user(wheelhouse: Path) -> None:
         out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 73, out.stderr
         assert "HPM_EPHEMERAL_DIR" in out.stderr and "Traceback" not in out.stderr
-    finally:
-        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_lock_option_is_refused(project: Path) -> None:

@@ -10,17 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-import pytest
-
 from tests.support.factory import make_venv, run_uv
-from tests.support.nobody import NOBODY, SYSTEM_PYTHON, hpm_in_venv, nobody_can_run_python
-from tests.test_run_support import (
+from tests.support.hpm_venv import hpm_in_venv
+from tests.support.nobody import NOBODY, SYSTEM_PYTHON, shared_tmpdir, skip_unless_nobody_can_run_python
+from tests.support.world import (
     World,
     b64_of,
-    make_editable_checkout,
     probe_of,
     uv_calls,
     world,
@@ -32,6 +29,11 @@ __all__ = ["world"]
 
 def _dists(probe: dict) -> dict[str, str]:
     return {k: v["version"] for k, v in probe["dists"].items() if k.startswith("hpmtest")}
+
+
+def _first_error_line(stderr: str) -> str:
+    """The first ``hpm: error:`` line of hpm's stderr (fails the test when there is none)."""
+    return next(ln for ln in stderr.splitlines() if ln.startswith("hpm: error:"))
 
 
 # ---------------------------------------------------------------- lock sources
@@ -109,17 +111,7 @@ def test_source_order_lock_flag_file_b64_registry(world: World) -> None:
 
 
 def test_registry_mode_from_flag_and_run_mode(world: World) -> None:
-    checkout = make_editable_checkout(world.tmp / "packages" / "edit", value=7)
-    world.manifest(
-        "hpmtest-edit",
-        """\
-name: hpmtest-edit
-version: 0.3.0
-sources:
-  prod: {type: pypi, package: hpmtest-dep, version: "==1.0.0"}
-  dev: {type: local, path: ../packages/edit, editable: true}
-""",
-    )
+    checkout = world.editable_package(value=7)
     reg = ("-r", str(world.registry), "--with", "hpmtest-edit")
     _, dev = world.run_probe(
         *reg, env={"HPM_VENV": str(world.tmp / "dev"), "RUN_MODE": "dev", "PROBE_IMPORT": "hpmtest_edit"}
@@ -182,14 +174,18 @@ sources:
 install_args: {{manager: conda}}
 """
 
+PIP_MANIFEST = """\
+name: hpmtest-milvus
+version: 0.1.0
+sources:
+  prod: {type: pypi, version: "==0.1.0"}
+install_args: {manager: pip}
+"""
+
 
 def test_pip_manager_in_a_seeded_venv(world: World) -> None:
     world.standard_registry()
-    world.manifest(
-        "hpmtest-milvus",
-        "name: hpmtest-milvus\nversion: 0.1.0\nsources:\n"
-        '  prod: {type: pypi, version: "==0.1.0"}\ninstall_args: {manager: pip}\n',
-    )
+    world.manifest("hpmtest-milvus", PIP_MANIFEST)
     lock = world.lock("hpmtest-app", "hpmtest-milvus")
     venv = world.tmp / "seeded"  # python -m venv seeds pip offline (ensurepip's bundled wheel)
     subprocess.run([sys._base_executable, "-m", "venv", venv], check=True, capture_output=True)
@@ -208,11 +204,7 @@ def test_pip_manager_in_a_seeded_venv(world: World) -> None:
 
 
 def test_pip_manager_without_pip_is_69(world: World) -> None:
-    world.manifest(
-        "hpmtest-milvus",
-        "name: hpmtest-milvus\nversion: 0.1.0\nsources:\n"
-        '  prod: {type: pypi, version: "==0.1.0"}\ninstall_args: {manager: pip}\n',
-    )
+    world.manifest("hpmtest-milvus", PIP_MANIFEST)
     lock = world.lock("hpmtest-milvus")
     proc = world.hpm("install", "--lock", lock, *world.index(), env={"HPM_VENV": str(world.tmp / "nopip")})
     assert proc.returncode == 69, proc.stderr
@@ -337,7 +329,7 @@ def test_offline_with_a_cold_cache_is_74(world: World) -> None:
         env={"HPM_VENV": str(world.tmp / "v"), "UV_CACHE_DIR": str(world.tmp / "cold-cache")},
     )
     assert proc.returncode == 74, proc.stderr
-    line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("hpm: error:"))
+    line = _first_error_line(proc.stderr)
     assert "offline" in line and "hpmtest" in line
 
 
@@ -348,7 +340,7 @@ def test_git_commit_not_found_is_74(world: World) -> None:
     lock.write_text(text)
     proc = world.hpm("install", "--lock", lock, *world.index(), env={"HPM_VENV": str(world.tmp / "v")})
     assert proc.returncode == 74, proc.stderr
-    line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("hpm: error:"))
+    line = _first_error_line(proc.stderr)
     assert "uv failed" in line and "hpmtest-gitplugin" in line
 
 
@@ -368,11 +360,8 @@ def test_not_writable_target_without_hpm_venv_is_73(world: World) -> None:
     """As uid 65534 (setpriv) a venv owned by root is read-only: 73 with the hint, before uv runs."""
     world.standard_registry()
     lock = world.lock("hpmtest-app")
-    if not nobody_can_run_python():  # pragma: no cover - depends on the machine
-        pytest.skip("needs root, setpriv and a system Python of this version to run hpm as another user")
-    shared = Path(tempfile.mkdtemp(prefix="hpm-nobody-"))  # pytest's tmp dirs are private to root
-    try:
-        shared.chmod(0o755)
+    skip_unless_nobody_can_run_python()
+    with shared_tmpdir() as shared:  # pytest's tmp dirs are private to root
         shared_lock = shutil.copy(lock, shared / "lock.json")
         Path(shared_lock).chmod(0o644)
         sysvenv = hpm_in_venv(shared / "sysvenv", SYSTEM_PYTHON)  # hpm runs from here, as nobody
@@ -420,8 +409,6 @@ def test_not_writable_target_without_hpm_venv_is_73(world: World) -> None:
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == str(volume / "venv")
         assert not (world.tmp / "installer-was-called").exists()
-    finally:
-        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_lock_for_another_python_or_platform_is_78_before_installing(world: World) -> None:

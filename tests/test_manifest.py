@@ -6,9 +6,7 @@ in-process); the merge semantics and hostile YAML are also checked on the functi
 
 from __future__ import annotations
 
-import sys
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +15,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpm_boot import cli, registry, yamlpos
+from hpm_boot import registry, yamlpos
 from hpm_boot.errors import DataError, HpmError
 from hpm_boot.manifest import GitSource, LocalSource, PypiSource, merge
 from hpm_boot.yamlpos import Positions
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    """Write ``files`` (relative path -> YAML text, dedented) below ``root``."""
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return root
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | None = None):
-    """``hpm ARGV`` in-process: (exit code, stdout, stderr).
-
-    ``cli.load_plan`` binds ``sys.stderr`` as a default argument at import time,
-    which capsys cannot see; point it at the captured stream.
-    """
-    saved = cli.load_plan.__defaults__
-    cli.load_plan.__defaults__ = (sys.stderr,)
-    try:
-        rc = cli.main(list(argv), env or {})
-    finally:
-        cli.load_plan.__defaults__ = saved
-    out, err = capsys.readouterr()
-    return rc, out, err
-
+from tests.support.registry_cli import run, write
 
 OK = """
 name: {name}
@@ -54,6 +27,14 @@ version: 1.0.0
 sources:
   prod: {{type: pypi}}
 """
+
+
+def validate_one(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tuple[int, list[str], str]:
+    """``hpm validate`` of a registry holding only ``a.yaml`` with ``text``: (exit code, the
+    lines of stderr with the registry's path removed, stderr)."""
+    (tmp_path / "a.yaml").write_text(text)
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path))
+    return rc, [line.removeprefix(f"{tmp_path}/") for line in err.splitlines()], err
 
 
 @pytest.fixture
@@ -134,10 +115,8 @@ def test_wrong_type_names_file_line_and_field_exactly(chdir_tmp: Path, capsys) -
     ],
 )
 def test_schema_errors_name_file_line_and_field(tmp_path: Path, capsys, text: str, expected: str) -> None:
-    (tmp_path / "a.yaml").write_text(text)
-    rc, _, err = run(capsys, "validate", "-r", str(tmp_path))
+    rc, lines, err = validate_one(tmp_path, capsys, text)
     assert rc == 65
-    lines = [line.removeprefix(f"{tmp_path}/") for line in err.splitlines()]
     assert any(line.startswith(expected) for line in lines), err
 
 
@@ -187,10 +166,8 @@ def test_schema_errors_name_file_line_and_field(tmp_path: Path, capsys, text: st
     ],
 )
 def test_semantic_errors(tmp_path: Path, capsys, text: str, expected: str) -> None:
-    (tmp_path / "a.yaml").write_text(text)
-    rc, _, err = run(capsys, "validate", "-r", str(tmp_path))
+    rc, lines, err = validate_one(tmp_path, capsys, text)
     assert rc == 65
-    lines = [line.removeprefix(f"{tmp_path}/") for line in err.splitlines()]
     assert any(line.startswith(expected) for line in lines), err
 
 
@@ -231,10 +208,8 @@ def test_schema_error_and_field_errors_of_one_file_all_reported(tmp_path: Path, 
     ],
 )
 def test_malformed_yaml(tmp_path: Path, capsys, text: str, expected: str) -> None:
-    (tmp_path / "a.yaml").write_text(text)
-    rc, _, err = run(capsys, "validate", "-r", str(tmp_path))
+    rc, lines, err = validate_one(tmp_path, capsys, text)
     assert rc == 65
-    lines = [line.removeprefix(f"{tmp_path}/") for line in err.splitlines()]
     assert any(line.startswith(expected) for line in lines), err
     assert "Traceback" not in err
     rc, _, err = run(capsys, "plan", "-r", str(tmp_path))

@@ -2,47 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from hpm_boot import cli, registry
+from hpm_boot import registry
 from hpm_boot.errors import NotFoundError
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return root
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | None = None):
-    """``hpm ARGV`` in-process: (exit code, stdout, stderr); see tests/test_manifest.py."""
-    saved = cli.load_plan.__defaults__
-    cli.load_plan.__defaults__ = (sys.stderr,)
-    try:
-        rc = cli.main(list(argv), env or {})
-    finally:
-        cli.load_plan.__defaults__ = saved
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def pkg(name: str, version: str = "1.0.0", extra: str = "") -> str:
-    return f"name: {name}\nversion: {version}\nsources:\n  prod: {{type: pypi}}\n{extra}"
-
-
-def plan_json(capsys, *argv: str, env: dict[str, str] | None = None) -> dict:
-    rc, out, err = run(capsys, "plan", "--json", *argv, env=env)
-    assert rc == 0, err
-    return json.loads(out)
-
+from tests.support.registry_cli import pkg, plan_json, run, write
 
 # ---------------------------------------------------------------- directories
 

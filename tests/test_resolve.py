@@ -4,39 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from hpm_boot import cli, registry, resolve
+from hpm_boot import registry, resolve
 from hpm_boot.resolve import Selection
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return root
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | None = None):
-    """``hpm ARGV`` in-process: (exit code, stdout, stderr); see tests/test_manifest.py."""
-    saved = cli.load_plan.__defaults__
-    cli.load_plan.__defaults__ = (sys.stderr,)
-    try:
-        rc = cli.main(list(argv), env or {})
-    finally:
-        cli.load_plan.__defaults__ = saved
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def pkg(name: str, version: str = "1.0.0", **fields: str) -> str:
-    extra = "".join(f"{k}: {v}\n" for k, v in fields.items())
-    return f"name: {name}\nversion: {version}\nsources:\n  prod: {{type: pypi}}\n{extra}"
+from tests.support.registry_cli import pkg, plan_json, run, write
 
 
 @pytest.fixture
@@ -60,9 +34,8 @@ def reg(tmp_path: Path) -> Path:
 
 
 def plan_of(capsys, reg: Path, *argv: str, env: dict[str, str] | None = None) -> dict:
-    rc, out, err = run(capsys, "plan", "--json", "-r", str(reg), *argv, env=env)
-    assert rc == 0, err
-    return json.loads(out)
+    """``hpm plan --json -r REG ARGV`` in-process, parsed (it must exit 0)."""
+    return plan_json(capsys, "-r", str(reg), *argv, env=env)
 
 
 def provider(plan: dict, virtual: str) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_run_support import HPM, World, b64_of, make_editable_checkout, probe_of, uv_calls, world
+from tests.support.world import HPM, World, b64_of, probe_of, uv_calls, world
 
 __all__ = ["world"]
 
@@ -305,33 +305,18 @@ def test_signal_during_install_is_forwarded_and_leaves_no_orphan(
 def test_log_lines_levels_and_json(world: World) -> None:
     world.standard_registry()
     lock = world.lock("hpmtest-app")
-    proc = world.hpm(
-        "run", "--lock", lock, *world.index(), "--", "true", env={"HPM_VENV": str(world.tmp / "a")}
-    )
+    run_true = ("run", "--lock", lock, *world.index(), "--", "true")
+    proc = world.hpm(*run_true, env={"HPM_VENV": str(world.tmp / "a")})
     ours = [line for line in proc.stderr.splitlines() if line.startswith("hpm:")]
     assert ours[0].startswith("hpm: lock from --lock") or ours[0].startswith("hpm: lock from HPM_LOCK_FILE=")
     assert any(line.startswith("hpm: created virtual environment") and line.endswith(" s)") for line in ours)
     assert any(line.startswith("hpm: installed 2 packages in ") for line in ours)
     assert ours[-1].startswith("hpm: exec true (")
     assert "Installed 2 packages" in proc.stderr  # the installer's own progress stays visible
-    proc = world.hpm(
-        "run",
-        "--lock",
-        lock,
-        *world.index(),
-        "--",
-        "true",
-        env={"HPM_VENV": str(world.tmp / "b"), "HPM_LOG": "quiet"},
-    )
+    proc = world.hpm(*run_true, env={"HPM_VENV": str(world.tmp / "b"), "HPM_LOG": "quiet"})
     assert proc.returncode == 0 and proc.stderr == ""
     proc = world.hpm(
-        "run",
-        "--lock",
-        lock,
-        *world.index(),
-        "--",
-        "true",
-        env={"HPM_VENV": str(world.tmp / "c"), "HPM_LOG_FORMAT": "json", "HPM_LOG": "debug"},
+        *run_true, env={"HPM_VENV": str(world.tmp / "c"), "HPM_LOG_FORMAT": "json", "HPM_LOG": "debug"}
     )
     records = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is JSON
     assert {r["level"] for r in records} <= {"info", "debug"}
@@ -340,12 +325,9 @@ def test_log_lines_levels_and_json(world: World) -> None:
     # failures: one JSON record with the exit code; the termination log gets the one line
     tlog = world.tmp / "termination"
     tlog.write_text("")
+    run_nope = ("run", "--lock", lock, "--entrypoint", "nope")
     proc = world.hpm(
-        "run",
-        "--lock",
-        lock,
-        "--entrypoint",
-        "nope",
+        *run_nope,
         env={"HPM_VENV": str(world.tmp / "c"), "HPM_LOG_FORMAT": "json", "HPM_TERMINATION_LOG": str(tlog)},
     )
     (record,) = [json.loads(line) for line in proc.stderr.splitlines()]
@@ -355,12 +337,7 @@ def test_log_lines_levels_and_json(world: World) -> None:
     assert tlog.read_text() == "hpm: no entrypoint 'nope' in the plan\n"
     # an unwritable termination log is skipped silently
     proc = world.hpm(
-        "run",
-        "--lock",
-        lock,
-        "--entrypoint",
-        "nope",
-        env={"HPM_VENV": str(world.tmp / "c"), "HPM_TERMINATION_LOG": "/nonexistent/dir/log"},
+        *run_nope, env={"HPM_VENV": str(world.tmp / "c"), "HPM_TERMINATION_LOG": "/nonexistent/dir/log"}
     )
     assert proc.returncode == 66 and proc.stderr.startswith("hpm: error: no entrypoint")
 
@@ -369,16 +346,10 @@ def test_log_lines_levels_and_json(world: World) -> None:
 
 
 def test_dev_mode_editable_checkout_edit_visible_without_reinstall(world: World) -> None:
-    checkout = make_editable_checkout(world.tmp / "packages" / "edit", value=1)
-    world.manifest(
-        "hpmtest-edit",
-        """\
-name: hpmtest-edit
-version: 0.3.0
+    checkout = world.editable_package(
+        value=1,
+        extra="""\
 requires: {hpmtest-app: ">=1"}
-sources:
-  prod: {type: pypi, package: hpmtest-dep, version: "==1.0.0"}
-  dev: {type: local, path: ../packages/edit, editable: true}
 entrypoints:
   show: "python -c 'import hpmtest_edit; print(hpmtest_edit.VALUE)'"
 """,

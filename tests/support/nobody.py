@@ -1,8 +1,9 @@
 """Running hpm as another user (uid 65534) on a machine where the tests run as root.
 
 pytest's temporary directories and this machine's pyenv (under /root) are private to
-root, so such a test works in a world-readable directory of its own and runs hpm with
-the system interpreter, through a venv that sees hpm and its dependencies.
+root, so such a test works in a world-readable directory of its own (``shared_tmpdir``)
+and runs hpm with the system interpreter, through a venv that sees hpm and its
+dependencies (:func:`tests.support.hpm_venv.hpm_in_venv`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.factory import make_venv
+import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -29,16 +32,19 @@ def nobody_can_run_python() -> bool:
     return probe.stdout.strip() == str(sys.version_info[:2])
 
 
-def hpm_in_venv(path: Path, python: str = sys.executable) -> Path:
-    """A throwaway venv with hpm importable (a .pth, like an editable install) and its
-    dependencies (a .pth to a directory holding only PyYAML, packaging and msgspec)."""
-    py = make_venv(path, python)
-    site = next((path / "lib").glob("python3.*/site-packages"))
-    deps = path.parent / f"{path.name}-deps"
-    deps.mkdir()
-    here = Path(next(p for p in sys.path if p.endswith("site-packages") and Path(p, "msgspec").is_dir()))
-    for name in ("yaml", "_yaml", "msgspec", "packaging"):
-        if (here / name).exists():
-            (deps / name).symlink_to(here / name)
-    (site / "hpm_dev.pth").write_text(f"{ROOT}\n{deps}\n")
-    return py
+def skip_unless_nobody_can_run_python() -> None:
+    """Skip the calling test unless :func:`nobody_can_run_python`."""
+    if not nobody_can_run_python():  # pragma: no cover - depends on the machine
+        pytest.skip("needs root, setpriv and a system Python of this version to run hpm as another user")
+
+
+@contextmanager
+def shared_tmpdir() -> Iterator[Path]:
+    """A temporary directory every user can read and enter (pytest's are private to root),
+    removed with its contents afterwards."""
+    shared = Path(tempfile.mkdtemp(prefix="hpm-nobody-"))
+    try:
+        shared.chmod(0o755)
+        yield shared
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

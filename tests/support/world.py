@@ -1,4 +1,4 @@
-"""Helpers shared by test_install*, test_run* and test_boot* (no tests in this module).
+"""Helpers shared by tests/test_install.py and tests/test_run.py (no tests in this module).
 
 ``World`` is one hermetic playground: the session wheelhouse, a git plugin, a registry
 written by the test, lock files made by ``hpm lock``, and ``hpm`` itself run as a
@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.factory import GitRepo, make_git_repo, make_project
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HPM = [sys.executable, "-m", "hpm_boot"]
 
 PROBE = r"""
@@ -46,6 +46,14 @@ print("PROBE" + json.dumps({
     "sigpipe_default": signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL,
     "sigxfsz_default": signal.getsignal(signal.SIGXFSZ) == signal.SIG_DFL,
 }), flush=True)
+"""
+
+EDIT_MANIFEST = """\
+name: hpmtest-edit
+version: 0.3.0
+sources:
+  prod: {type: pypi, package: hpmtest-dep, version: "==1.0.0"}
+  dev: {type: local, path: ../packages/edit, editable: true}
 """
 
 
@@ -119,6 +127,15 @@ class World:
         path = self.registry / f"{name}.yaml"
         path.write_text(text)
         return path
+
+    def editable_package(self, value: int, extra: str = "") -> Path:
+        """hpmtest-edit: a checkout at ``packages/edit`` whose ``hpmtest_edit.VALUE`` is ``value``,
+        and its manifest: prod from PyPI (hpmtest-dep), dev the checkout, editable; ``extra``
+        (YAML text) is appended to the manifest. Returns the checkout."""
+        modules = {"hpmtest_edit/__init__.py": f"VALUE = {value}\n"}
+        checkout = make_project(self.tmp / "packages" / "edit", "hpmtest-edit", "0.3.0", modules=modules)
+        self.manifest("hpmtest-edit", EDIT_MANIFEST + extra)
+        return checkout
 
     def standard_registry(self) -> None:
         """hpmtest-app (pypi, entrypoints), hpmtest-gitplugin (git v0.1.0), hpmtest-extra[fast]."""
@@ -212,18 +229,12 @@ def world(tmp_path: Path, wheelhouse: Path, uv_bin: Path) -> World:
     return World(tmp_path, wheelhouse, uv_bin, env, git)
 
 
-def make_editable_checkout(path: Path, value: int = 1) -> Path:
-    modules = {"hpmtest_edit/__init__.py": f"VALUE = {value}\n"}
-    return make_project(path, "hpmtest-edit", "0.3.0", modules=modules)
-
-
 __all__ = [
     "HPM",
     "PROBE",
     "ROOT",
     "World",
     "b64_of",
-    "make_editable_checkout",
     "probe_of",
     "uv_calls",
     "world",
