@@ -21,12 +21,21 @@ from __future__ import annotations
 import os
 import sys
 
-from hpm_boot.errors import CommandNotFoundError, HpmError, NotFoundError, UsageError
+from hpm_boot.errors import (
+    CommandNotExecutableError,
+    CommandNotFoundError,
+    DataError,
+    HpmError,
+    NotFoundError,
+    UsageError,
+)
 
 TYPE_CHECKING = False  # no ``typing`` import at run time: milliseconds on the hot path
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any, NoReturn
+
+    from hpm_boot.log import Log
 
 SCRUBBED = ("HPM_LOCK_B64", "HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE")
 KEY_VARS = ("HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE")
@@ -92,7 +101,12 @@ def installed(site_dirs: Sequence[str]) -> dict[str, tuple[str, str]]:
         for entry in names:
             if entry.endswith(".dist-info"):
                 name, _, version = entry[:-10].rpartition("-")
-                found.setdefault(_norm(name), (version, os.path.join(directory, entry)))
+            elif entry.endswith(".egg-info"):  # distutils/setuptools installs, e.g. Debian's apt
+                name, _, version = entry[:-9].partition("-")
+                version = version.partition("-py")[0]
+            else:
+                continue
+            found.setdefault(_norm(name), (version, os.path.join(directory, entry)))
     return found
 
 
@@ -170,9 +184,13 @@ def missing(lock: Mapping[str, Any], env: Environment) -> list[str]:
 
 
 def _markers_apply(markers: str) -> bool:
-    from packaging.markers import Marker  # rare: pins carry markers only from universal locks
+    # rare: pins carry markers only from universal locks; packaging is vendored in the pyz
+    from packaging.markers import InvalidMarker, Marker
 
-    return Marker(markers).evaluate()
+    try:
+        return Marker(markers).evaluate()
+    except InvalidMarker as exc:
+        raise DataError(f"the lock has an invalid environment marker {markers!r}", str(exc)) from None
 
 
 def conda_spec(requirement: str) -> tuple[str, str | None]:
@@ -259,6 +277,18 @@ def before_exec() -> None:
     sys.stderr.flush()
 
 
+def hand_over(argv: Sequence[str], env: Environment, environ: Mapping[str, str], log: Log) -> NoReturn:
+    """The last step of ``hpm run``: touch ``HPM_READY_FILE`` (the Kubernetes startupProbe
+    of docs/kubernetes.md waits for it, on warm starts too), then become ``argv``."""
+    ready = environ.get("HPM_READY_FILE")
+    if ready:
+        try:
+            open(ready, "a").close()
+        except OSError as exc:
+            log.warning(f"HPM_READY_FILE={ready}: cannot create it: {exc.strerror}")
+    exec_target(argv, env, environ)
+
+
 def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str]) -> NoReturn:
     """Become ``argv`` (``os.execvpe``): no shell, no child; lock and key variables removed.
 
@@ -280,10 +310,10 @@ def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str
     except FileNotFoundError:
         raise CommandNotFoundError(f"command not found: {argv[0]}",
                                    f"PATH={child_env.get('PATH', '')}") from None
-    except PermissionError:
-        raise CommandNotFoundError(f"command is not executable: {argv[0]}") from None
-    except OSError as exc:
-        raise CommandNotFoundError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    except OSError as exc:  # PermissionError, ENOEXEC (not a program), ...
+        raise CommandNotExecutableError(
+            f"cannot execute {argv[0]}: {exc.strerror}",
+            "is it a program (or a script with a #! line) with its x bit set?") from None
 
 
 def target_environment(environ: Mapping[str, str]) -> Environment | None:
@@ -359,7 +389,7 @@ def write_stamp(env: Environment, raw: str | bytes, lock: Mapping[str, Any]) -> 
                      for p in lock.get("packages", [])],
         "split": split,
     }
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"  # pid 1 in every container
     try:
         with open(tmp, "wb") as f:
             f.write(marshal.dumps(stamp))
@@ -446,7 +476,7 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
     try:
         env = target_environment(environ)
         raw = lock_input(environ, lock_file)
-        keyed = any(environ.get(k) for k in KEY_VARS)
+        keyed = any(k in environ for k in KEY_VARS)  # even empty: read_key refuses that
         lock = read_stamp(env, raw) if env is not None and raw is not None and not keyed else None
         fresh = lock is None
         if lock is None:
@@ -460,6 +490,9 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
             version = lock["target"]["python_version"]
         else:
             version = lock["python_version"]
+        if exec_after:  # an unknown entrypoint is 66 before anything is installed
+            argv = choose_command(lock, parsed.get("--entrypoint"), parsed["cmd"],
+                                  None if fresh else lock.get("split"))
         if env is None or not _same_python(version, env) or missing(lock, env):
             if not fresh:  # the stamp holds no hashes: install from the lock itself
                 return None
@@ -480,19 +513,11 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
             write_stamp(env, raw, lock)
         if not exec_after:
             return 0
-        argv = choose_command(lock, parsed.get("--entrypoint"), parsed["cmd"],
-                              None if fresh else lock.get("split"))
         if installed_now:
             log.info(f"exec {_quote(argv)} ({log.elapsed():.2f} s)")
         elif log.level >= 2:
             log.info(f"{len(lock['pins'])} packages already installed "
                      f"({log.elapsed() * 1000:.1f} ms); exec {_quote(argv)}")
-        ready = environ.get("HPM_READY_FILE")
-        if ready:  # the startupProbe of docs/kubernetes.md waits for it on warm starts too
-            try:
-                open(ready, "a").close()
-            except OSError as exc:
-                log.warning(f"HPM_READY_FILE={ready}: cannot create it: {exc.strerror}")
-        exec_target(argv, env, environ)
+        hand_over(argv, env, environ, log)
     except HpmError as exc:
         return log.error(exc)

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from hpm_boot import __version__
 from hpm_boot.errors import HpmError, UsageError, mask_credentials
@@ -30,8 +30,10 @@ environment:
                  a lock to install and run instead of resolving the registry
   HPM_LOG        quiet | info | debug;  HPM_LOG_FORMAT=json for log pipelines
 
-exit codes: 0 ok, 2 usage, 65 invalid data, 66 missing, 69 no installer,
-  73 cannot write, 74 installer failed, 77 signature, 78 resolution, 127 no command
+exit codes: 0 ok, 1 stale lock (lock --check) or failed smoke test, 2 usage,
+  65 invalid data, 66 missing, 69 no installer, 73 cannot write, 74 installer failed,
+  77 signature, 78 resolution, 126 command not executable, 127 no command,
+  128+N stopped by signal N while installing
 """
 
 
@@ -196,7 +198,7 @@ def cmd_plan(args: argparse.Namespace, env: Env) -> int:
 
     plan = load_plan(args, env)
     if args.json:
-        sys.stdout.buffer.write(resolve.to_json(plan))
+        sys.stdout.write(mask_credentials(resolve.to_json(plan).decode()))
         return 0
     print(f"plan: {len(plan.packages)} packages, mode {plan.mode}")
     rows = [("PACKAGE", "VERSION", "SOURCE", "WHY")]
@@ -266,6 +268,7 @@ def cmd_lock(args: argparse.Namespace, env: Env) -> int:
     if args.check:
         return _check_lock(args, plan)
     key = None if args.format == "json" else _signing_key(args, env)  # a bad key fails before any work
+    _check_writable_output(args.output or ("hpm.lock.json" if args.format == "json" else "-"))
     options = installer_options(args)
     uv = find_uv(env) if any(p.manager in ("uv", "pip") for p in plan.packages) else None
     lock = lockmod.make_lock(plan, target, uv=uv, uv_args=options.uv_args(), env=env)
@@ -328,7 +331,7 @@ def _write(dest: str, data: bytes, log) -> None:  # log: hpm_boot.log.Log
     path = Path(dest)
     if path.is_dir():
         raise NotWritableError(f"cannot write {path}: it is a directory", "give a file name with -o")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{os.urandom(4).hex()}")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -338,6 +341,22 @@ def _write(dest: str, data: bytes, log) -> None:  # log: hpm_boot.log.Log
         raise NotWritableError(f"cannot write {path}: {exc.strerror}",
                                "check that its directory exists and is writable") from None
     log.info(f"wrote {path}")
+
+
+def _check_writable_output(dest: str) -> None:
+    """73 before git and uv run, not after, when the lock cannot be written where asked."""
+    from hpm_boot.errors import NotWritableError
+
+    if dest == "-":
+        return
+    path = Path(dest)
+    if path.is_dir():
+        raise NotWritableError(f"cannot write the lock to {path}: it is a directory",
+                               "give a file name with -o")
+    parent = path.parent
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(parent, os.W_OK)
+    if not parent.is_dir() or not writable:
+        raise NotWritableError(f"cannot write the lock to {path}: {parent} is missing or not writable")
 
 
 def _check_lock(args: argparse.Namespace, plan) -> int:  # plan: resolve.Plan
@@ -420,8 +439,11 @@ def _lock_for_install(args: argparse.Namespace, env: Env, log):
     return None, "registry"
 
 
-def _install(args: argparse.Namespace, env: Env):
-    """Install the lock or the resolved plan; (lock dict, environment, log)."""
+def _install(args: argparse.Namespace, env: Env,
+             command: tuple[str | None, list[str]] | None = None):  # -> (lock, Environment, Log)
+    """Install the lock or the resolved plan; (lock dict, environment, log). ``command``
+    (entrypoint, cmd) is checked against the plan before anything is installed."""
+    from hpm_boot import boot
     from hpm_boot import install as installmod
     from hpm_boot.log import Log
 
@@ -434,6 +456,10 @@ def _install(args: argparse.Namespace, env: Env):
         dirs = ", ".join(map(str, registry_dirs(args, env)))
         log.info(f"resolved {len(plan.packages)} packages from {dirs} "
                  f"({plan.mode} mode, {log.elapsed():.2f} s)")
+    if command is not None:  # an unknown entrypoint is 66 before anything is installed
+        packages = data["packages"] if data is not None else [
+            {"name": p.name, "entrypoints": p.entrypoints} for p in plan.packages]
+        boot.choose_command({"packages": packages}, *command)
     environment = installmod.prepare_environment(env, args.python, options.uv, log)
     key = None
     if data is None:
@@ -456,18 +482,14 @@ def cmd_run(args: argparse.Namespace, env: Env) -> int:
         from hpm_boot import launch
 
         return launch.run_ephemeral(args, env)
-    data, environment, log = _install(args, env)
+    data, environment, log = _install(args, env, command=(args.entrypoint, args.cmd))
     argv = boot.choose_command(data, args.entrypoint, args.cmd)
     from_lock = args.lock or "HPM_LOCK_FILE" in env or "HPM_LOCK_B64" in env
     raw = boot.lock_input(env, args.lock) if from_lock else None
-    if raw is not None and not any(env.get(k) for k in boot.KEY_VARS) and args.python is None:
+    if raw is not None and not any(k in env for k in boot.KEY_VARS) and args.python is None:
         boot.write_stamp(environment, raw, data)  # the next start takes the hot path at once
     log.info(f"exec {boot._quote(argv)} ({log.elapsed():.2f} s)")
-    ready = env.get("HPM_READY_FILE")
-    if ready:
-        Path(ready).touch()
-    boot.exec_target(argv, environment, env)
-    return 0  # not reached
+    boot.hand_over(argv, environment, env, log)
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:
@@ -494,10 +516,19 @@ MODULE_COMMANDS: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the contract's error shape: one ``hpm: error:`` line first."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"hpm: error: {message}\n")
+        self.print_usage(sys.stderr)
+        sys.exit(2)
+
+
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The parser; a command that lives in its own module gets its arguments (and its
     module is imported) only when it is ``chosen``: `hpm --version` imports none of them."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hpm",
         description="Compose a plugin application's environment from YAML manifests, "
         "install it with uv, and exec the application.",

@@ -60,6 +60,11 @@ class CommandNotFoundError(HpmError):
     exit_code = 127
 
 
+class CommandNotExecutableError(HpmError):
+    """The command exists but cannot be executed (as shells say with 126)."""
+
+    exit_code = 126
+
 
 def mask_credentials(text: str) -> str:
     """Hide ``user:password@`` in every URL of ``text``."""

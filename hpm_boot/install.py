@@ -308,9 +308,9 @@ def run_process(argv: Sequence[str], env: Mapping[str, str], on_line: Any,
         os.close(read_end)
         raise InstallerMissingError(f"{manager} not found: {argv[0]}",
                                     "install it, or point HPM_UV / PATH at it") from None
-    except PermissionError:
+    except OSError as exc:  # PermissionError, ENOEXEC (e.g. a uv built for another machine)
         os.close(read_end)
-        raise InstallerMissingError(f"{manager} is not executable: {argv[0]}") from None
+        raise InstallerMissingError(f"{manager} cannot be executed: {argv[0]}: {exc.strerror}") from None
     finally:
         os.close(write_end)
         os.close(devnull)
@@ -323,6 +323,7 @@ def run_process(argv: Sequence[str], env: Mapping[str, str], on_line: Any,
         _signal.alarm(GRACE_SECONDS)
 
     previous = {s: _signal.signal(s, forward) for s in (_signal.SIGTERM, _signal.SIGINT)}
+    previous[_signal.SIGALRM] = _signal.getsignal(_signal.SIGALRM)  # ``forward`` may set it
     status = None
     pending = b""
     try:
@@ -549,7 +550,7 @@ def remember_plan_lock(env: boot.Environment, key: str, lock: Mapping[str, Any])
     path = _plan_cache_path(env)
     if path is None:
         return
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
         tmp.write_text(json.dumps({"key": key, "lock": lock}, sort_keys=True))
         os.replace(tmp, path)

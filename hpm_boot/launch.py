@@ -262,7 +262,7 @@ def read_record(path: str) -> Any:
 
 def write_record(path: str, data: Any) -> None:
     """Write atomically: a temporary file, then a rename."""
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp{os.getpid()}-{os.urandom(4).hex()}"
     try:
         with open(tmp, "wb") as f:
             f.write(marshal.dumps(data))

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -203,7 +202,9 @@ def _logical_lines(text: str) -> list[str]:
     out: list[str] = []
     current = ""
     for line in text.splitlines():
-        stripped = line.split("#", 1)[0] if not line.lstrip().startswith("--hash") else line
+        # a comment starts at "#" after whitespace (as pip reads it): "#subdirectory=" and
+        # "#sha256=" fragments of URLs are not comments
+        stripped = re.split(r"\s#", line, maxsplit=1)[0]
         if line.lstrip().startswith("#") or not line.strip():
             continue
         current += " " + stripped.strip().rstrip("\\").strip()
@@ -360,8 +361,3 @@ def from_dict(data: Any, source: str) -> Lock:
     except msgspec.ValidationError as exc:
         raise DataError(f"{source}: not a valid lock: {exc}",
                         "docs/lock-format.md has the lock schema; make it again with `hpm lock`") from None
-
-
-def host_platform() -> str:
-    """This machine's platform tag, as sysconfig spells it (for messages)."""
-    return sysconfig.get_platform()

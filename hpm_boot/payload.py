@@ -397,7 +397,9 @@ def read_key(env: Mapping[str, str]) -> bytes | None:
     if ENV_KEY in env and ENV_KEY_FILE in env:
         raise UsageError(f"both {ENV_KEY} and {ENV_KEY_FILE} are set: set only one")
     if ENV_KEY in env:
-        key = env[ENV_KEY].encode("utf-8", "surrogateescape")
+        # a trailing newline is not part of the key, as in a key file: `kubectl create
+        # secret --from-file` and `$(cat key)` differ only by it
+        key = env[ENV_KEY].encode("utf-8", "surrogateescape").rstrip(b"\r\n")
         return _nonempty_key(key, ENV_KEY)
     if ENV_KEY_FILE in env:
         path = env[ENV_KEY_FILE]

@@ -16,8 +16,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hpm_boot import cli, k8s, payload
+from hpm_boot import boot, cli, k8s, payload
 from hpm_boot.errors import DataError, UsageError
+from hpm_boot.log import Log
 
 K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 
@@ -125,10 +126,23 @@ def test_deterministic() -> None:
     assert k8s.manifests(text, "a", "img:1") == k8s.manifests(text, "a", "img:1")
 
 
-def test_ready_file_is_the_one_hpm_run_touches() -> None:
-    import inspect
+def test_ready_file_is_the_one_hpm_run_touches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Deployment's HPM_READY_FILE is the variable whose file hpm touches before exec."""
+    deployment = docs(k8s.manifests(payload.encode(a_lock(1)), "a", "img:1"))[1]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HPM_READY_FILE"] == k8s.READY_FILE
+    ready = tmp_path / "ready"
 
-    assert '"HPM_READY_FILE"' in inspect.getsource(cli.cmd_run)
+    class Exec(Exception):
+        pass
+
+    def no_exec(*_: object) -> None:
+        raise Exec
+
+    monkeypatch.setattr(boot, "exec_target", no_exec)
+    with pytest.raises(Exec):
+        boot.hand_over(["true"], boot.Environment.current(), {"HPM_READY_FILE": str(ready)}, Log({}))
+    assert ready.exists()
 
 
 @pytest.mark.parametrize("name", ["My-App", "-app", "app_1", "a" * 59, ""])
