@@ -289,6 +289,46 @@ def hand_over(argv: Sequence[str], env: Environment, environ: Mapping[str, str],
     exec_target(argv, env, environ)
 
 
+def child_environ(env: Environment, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a program run in ``env``: lock and key variables removed, the
+    target's bin directory first on PATH, VIRTUAL_ENV set for a venv."""
+    child_env = {k: v for k, v in environ.items() if k not in SCRUBBED}
+    if env.bin_dir:
+        child_env["PATH"] = env.bin_dir + os.pathsep + child_env.get("PATH", os.defpath)
+    if env.venv:
+        child_env["VIRTUAL_ENV"] = env.venv
+    return child_env
+
+
+def target_program(program: str, env: Environment) -> str:
+    """``python``/``python3``/``pythonX.Y`` is the interpreter hpm installed into, whatever
+    PATH says; any other program is looked up on PATH."""
+    return env.python if program in ("python", "python3", f"python{env.python_version}") else program
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename. The
+    name carries a random part, since several containers (pid 1 each) may share a volume."""
+    tmp = f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:  # noqa: SIM105 (contextlib costs an import)
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def state_path(env: Environment, name: str) -> str | None:
+    """Where hpm keeps a file about ``env`` (the stamp, remembered pins): in the venv, or
+    beside the packages of an interpreter."""
+    base = env.venv or (env.site_dirs[0] if env.site_dirs else None)
+    return os.path.join(base, name) if base else None
+
+
 def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str]) -> NoReturn:
     """Become ``argv`` (``os.execvpe``): no shell, no child; lock and key variables removed.
 
@@ -296,14 +336,8 @@ def exec_target(argv: Sequence[str], env: Environment, environ: Mapping[str, str
     the target's bin directory goes first on PATH; SIGPIPE and SIGXFSZ are reset to
     their defaults (Python ignores them, and the exec'd program would inherit that).
     """
-    child_env = {k: v for k, v in environ.items() if k not in SCRUBBED}
-    if env.bin_dir:
-        child_env["PATH"] = env.bin_dir + os.pathsep + child_env.get("PATH", os.defpath)
-    if env.venv:
-        child_env["VIRTUAL_ENV"] = env.venv
-    program = argv[0]
-    if program in ("python", "python3", f"python{env.python_version}"):
-        program = env.python  # the interpreter hpm installed into, whatever PATH says
+    child_env = child_environ(env, environ)
+    program = target_program(argv[0], env)
     before_exec()
     try:
         os.execvpe(program, list(argv), child_env)
@@ -342,15 +376,11 @@ def lock_input(environ: Mapping[str, str], lock_file: str | None = None) -> str 
     return data if len(data) <= MAX_LOCK_FILE else None
 
 
-def _stamp_path(env: Environment) -> str | None:
-    return os.path.join(env.venv or env.site_dirs[0], STAMP_NAME) if (env.venv or env.site_dirs) else None
-
-
 def read_stamp(env: Environment, raw: str | bytes) -> dict[str, Any] | None:
     """The stamp's summary of the lock when it was made from exactly ``raw``."""
     import marshal
 
-    path = _stamp_path(env)
+    path = state_path(env, STAMP_NAME)
     if path is None:
         return None
     try:
@@ -367,7 +397,7 @@ def write_stamp(env: Environment, raw: str | bytes, lock: Mapping[str, Any]) -> 
     """Remember ``lock`` (already checked, found installed) for input ``raw``; best effort."""
     import marshal
 
-    path = _stamp_path(env)
+    path = state_path(env, STAMP_NAME)
     if path is None:
         return
     split = {}
@@ -389,16 +419,10 @@ def write_stamp(env: Environment, raw: str | bytes, lock: Mapping[str, Any]) -> 
                      for p in lock.get("packages", [])],
         "split": split,
     }
-    tmp = f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"  # pid 1 in every container
-    try:
-        with open(tmp, "wb") as f:
-            f.write(marshal.dumps(stamp))
-        os.replace(tmp, path)
+    try:  # noqa: SIM105 (best effort: without it the next start decodes the lock again)
+        write_atomic(path, marshal.dumps(stamp))
     except (OSError, ValueError):
-        try:  # noqa: SIM105
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass
 
 
 # ---------------------------------------------------------------- the hot path
@@ -435,7 +459,8 @@ def parse_run_args(args: Sequence[str]) -> dict[str, Any] | None:
     return out
 
 
-def _same_python(locked: str, env: Environment) -> bool:
+def same_python(locked: str, env: Environment) -> bool:
+    """Whether a lock made for Python ``locked`` ("3.12" or "3.12.1") fits ``env``."""
     return ".".join(locked.split(".")[:2]) == env.python_version
 
 
@@ -493,7 +518,7 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
         if exec_after:  # an unknown entrypoint is 66 before anything is installed
             argv = choose_command(lock, parsed.get("--entrypoint"), parsed["cmd"],
                                   None if fresh else lock.get("split"))
-        if env is None or not _same_python(version, env) or missing(lock, env):
+        if env is None or not same_python(version, env) or missing(lock, env):
             if not fresh:  # the stamp holds no hashes: install from the lock itself
                 return None
             from hpm_boot import install

@@ -26,7 +26,6 @@ from hpm_boot.log import Log
 TYPE_CHECKING = False  # no typing, dataclasses, pathlib, subprocess: this runs on cold starts
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from pathlib import Path
     from typing import Any
 
 GRACE_SECONDS = 5  # after forwarding SIGTERM/SIGINT, how long the installer gets to stop
@@ -190,7 +189,7 @@ def check_target(lock: Mapping[str, Any], env: boot.Environment) -> None:
     """A lock for another Python or platform: exit 78 before installing anything."""
     target = lock.get("target", {})
     want = target.get("python_version", "")
-    if want and ".".join(want.split(".")[:2]) != env.python_version:
+    if want and not boot.same_python(want, env):
         raise ResolutionError(
             f"the lock was made for Python {want}, this environment has Python {env.python_version}",
             f"make the lock with `hpm lock --python-version {env.python_version}`, or run it where "
@@ -525,19 +524,13 @@ def lock_for_plan(plan: Any, env: boot.Environment, options: InstallerOptions,
     return data, key
 
 
-def _plan_cache_path(env: boot.Environment) -> Path | None:
-    from pathlib import Path
-
-    base = env.venv or (env.site_dirs[0] if env.site_dirs else None)
-    return Path(base, PLAN_LOCK_CACHE) if base else None
-
-
 def _read_plan_lock(env: boot.Environment) -> dict[str, Any] | None:
     import json
 
-    path = _plan_cache_path(env)
+    path = boot.state_path(env, PLAN_LOCK_CACHE)
     try:
-        data = json.loads(path.read_text()) if path else None
+        with open(path or "", encoding="utf-8") as f:
+            data = json.load(f)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -547,12 +540,10 @@ def remember_plan_lock(env: boot.Environment, key: str, lock: Mapping[str, Any])
     """Keep the pins of an installed plan for the next run (best effort)."""
     import json
 
-    path = _plan_cache_path(env)
+    path = boot.state_path(env, PLAN_LOCK_CACHE)
     if path is None:
         return
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
-    try:
-        tmp.write_text(json.dumps({"key": key, "lock": lock}, sort_keys=True))
-        os.replace(tmp, path)
+    try:  # noqa: SIM105 (best effort: without it the next run pins again)
+        boot.write_atomic(path, json.dumps({"key": key, "lock": lock}, sort_keys=True).encode())
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass

@@ -261,18 +261,10 @@ def read_record(path: str) -> Any:
 
 
 def write_record(path: str, data: Any) -> None:
-    """Write atomically: a temporary file, then a rename."""
-    tmp = f"{path}.tmp{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(marshal.dumps(data))
-        os.replace(tmp, path)
-    except OSError:
-        try:  # noqa: SIM105 (contextlib costs the fast path an import)
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` (marshal) atomically."""
+    from hpm_boot.boot import write_atomic
+
+    write_atomic(path, marshal.dumps(data))
 
 
 def is_synced(directory: str, locals_: Sequence[str]) -> bool:

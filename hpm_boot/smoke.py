@@ -169,13 +169,9 @@ def top_level_modules(dist_info: str, dist_name: str) -> list[str]:
 
 
 def _child_env(environment: Any, environ: Mapping[str, str]) -> dict[str, str]:
-    from hpm_boot.boot import SCRUBBED
+    from hpm_boot.boot import child_environ
 
-    env = {k: v for k, v in environ.items() if k not in SCRUBBED}
-    if environment.bin_dir:
-        env["PATH"] = environment.bin_dir + os.pathsep + env.get("PATH", os.defpath)
-    if environment.venv:
-        env["VIRTUAL_ENV"] = environment.venv
+    env = child_environ(environment, environ)
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     return env
 
@@ -244,8 +240,9 @@ def smoke_check(package: str, command: str, environment: Any, env: Mapping[str, 
     if not argv:
         check.status, check.message = "fail", "entrypoint smoke is empty"
         return check
-    if argv[0] in ("python", "python3", f"python{environment.python_version}"):
-        argv[0] = environment.python  # as `hpm run` does: the interpreter hpm installed into
+    from hpm_boot.boot import target_program
+
+    argv[0] = target_program(argv[0], environment)  # as `hpm run` does
     _run(check, argv, env, timeout, cwd=None)
     if check.status == "pass":
         check.message = command
