@@ -3,7 +3,7 @@
 Layout of the archive (a zip with a ``#!/usr/bin/env python3`` line in front)::
 
     __main__.py              generated, written last: picks _pyc/<tag> after checking its
-                             CRC, then imports hpm_boot._pyz and calls main()
+                             CRC, puts _vendor on sys.path, calls hpm_boot.__main__.main()
     BUILD_INFO               JSON: version, git commit, dependency pins, wheel index, bytecode
     _pyc/<cache tag>/**.pyc  hpm_boot, yaml and packaging compiled per interpreter version
     hpm_boot/**.py           the package, read from this repository
@@ -12,9 +12,9 @@ Layout of the archive (a zip with a ``#!/usr/bin/env python3`` line in front)::
     _vendor/licenses/...     the vendored projects' license files
     _wheels/<file.whl>/<n>   msgspec wheels, whole, stored in parts of at most 48 KiB
                              (parts are joined again before unpacking)
-    _rescue/<n>              tiny complete zips whose __main__.py reports a damaged file
 
-The rescue zips sit at most ~56 KiB apart. When a download or copy cuts the file
+Between the members, in no directory: tiny complete zips ("rescue zips") whose
+__main__.py reports a damaged file. They sit at most ~56 KiB apart. When a download or copy cuts the file
 short, its real end record is gone and Python's zipimport falls back to the last end
 record within the final 64 KiB: a rescue zip, which says the file is damaged and exits
 65 instead of Python's "can't find '__main__' module". That is also why wheels are
@@ -417,8 +417,12 @@ def write_pyz(files: dict[str, bytes], epoch: int, comment: str = "hpm.pyz") -> 
     with zipfile.ZipFile(buf, "w") as zf:
 
         def add_rescue() -> int:
+            # raw bytes between members, in no directory: zipimport reads every entry of
+            # the directory at each start (~2.3 us apiece), and no one needs these unless
+            # the file is cut short, when the last one is what zipimport finds
             nonlocal count
-            zf.writestr(_info(f"_rescue/{count:03d}", epoch, stored=True), rescue)
+            buf.write(rescue)
+            zf.start_dir = buf.tell()  # where zipfile writes the next member
             count += 1
             return buf.tell()
 
