@@ -250,7 +250,6 @@ def cmd_lock(args: argparse.Namespace, env: Env) -> int:
     """Freeze the plan (docs/lock-format.md); --check compares an existing lock instead."""
     from hpm_boot import lock as lockmod
     from hpm_boot import payload
-    from hpm_boot.errors import DataError
     from hpm_boot.log import Log
     from hpm_boot.uvbin import find_uv
 
@@ -272,21 +271,12 @@ def cmd_lock(args: argparse.Namespace, env: Env) -> int:
     options = installer_options(args)
     uv = find_uv(env) if any(p.manager in ("uv", "pip") for p in plan.packages) else None
     lock = lockmod.make_lock(plan, target, uv=uv, uv_args=options.uv_args(), env=env)
-    warnings: list[str] = []
-    local = [p.name for p in lock.packages if p.source == "local"]
-    if local:
-        warnings.append(f"this lock has local paths ({', '.join(local)}): it installs only where those "
-                        "paths exist (mounted at the same place)")
+    warnings = lockmod.lock_warnings(lock)
     if args.format == "json":
         out = lockmod.to_json(lock).decode("utf-8")
     else:
         text = payload.encode(lockmod.to_dict(lock), key)
-        size_warning = payload.size_check(text)
-        if len(text) > payload.MAX_BYTES:
-            raise DataError(size_warning or f"the lock payload is above {payload.MAX_BYTES // 1024} KiB",
-                            "an environment variable cannot carry it safely (Linux caps one variable at "
-                            "128 KiB; Kubernetes pods fail to start past it). Write the lock as a file "
-                            "(hpm lock -o hpm.lock.json), mount it, and set HPM_LOCK_FILE to its path")
+        size_warning = payload.check_carriable(text)
         if size_warning:
             warnings.append(size_warning)
     for warning in warnings:

@@ -203,21 +203,13 @@ def make_payload(args: argparse.Namespace, env: Mapping[str, str], engine: str, 
             log.info(f"{image}: Python {version}{' ' + found if found else ''}")
         target = lockmod.default_target(version, platform)
         lock = lockmod.make_lock(plan, target, uv_args=cli.installer_options(args).uv_args())
-        local = [p.name for p in lock.packages if p.source == "local"]
-        if local:
-            log.warning(f"this lock has local paths ({', '.join(local)}): mount them into the container "
-                        "at the same place (-v PATH:PATH)")
+        for warning in lockmod.lock_warnings(lock):
+            log.warning(warning)
         data = lockmod.to_dict(lock)
         log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "
                  f"{target.python_version} ({log.elapsed():.2f} s)")
     text = payload.encode(data, key)
-    if len(text) > payload.MAX_BYTES:
-        raise DataError(f"the payload is {len(text)} bytes, more than the {payload.MAX_BYTES} an environment "
-                        "variable carries safely",
-                        "write the lock to a file (hpm lock -o hpm.lock.json), mount it and set "
-                        "HPM_LOCK_FILE: -v $PWD/hpm.lock.json:/etc/hpm/lock.json:ro -e "
-                        "HPM_LOCK_FILE=/etc/hpm/lock.json")
-    warning = payload.size_check(text)
+    warning = payload.check_carriable(text)
     if warning:
         log.warning(warning)
     return text

@@ -329,6 +329,15 @@ def make_lock(
     )
 
 
+def lock_warnings(lock: Lock) -> list[str]:
+    """What to tell whoever carries ``lock`` elsewhere (``hpm lock``, ``hpm docker run``)."""
+    local = [p.name for p in lock.packages if p.source == "local"]
+    if not local:
+        return []
+    return [f"this lock has local paths ({', '.join(local)}): it installs only where those paths "
+            "exist (mounted at the same place: in a container, -v PATH:PATH)"]
+
+
 def to_dict(lock: Lock) -> dict[str, Any]:
     """The lock as plain JSON data (what the payload carries)."""
     return msgspec.to_builtins(lock)
@@ -339,15 +348,10 @@ def to_json(lock: Lock) -> bytes:
     return msgspec.json.format(msgspec.json.encode(lock, order="sorted"), indent=2) + b"\n"
 
 
-_KIND = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-         float: "a number", type(None): "null"}
-
-
 def from_dict(data: Any, source: str) -> Lock:
     """Check a decoded lock's shape; anything else is DataError (65) saying what was found."""
     if not isinstance(data, dict):
-        found = _KIND.get(type(data), "a value")
-        raise DataError(f"{source}: expected a lock (a JSON object), found {found}")
+        raise DataError(f"{source}: expected a lock (a JSON object), found {payload.kind(data)}")
     if "version" not in data:
         found = ", ".join(sorted(map(str, data))[:6]) or "nothing"
         raise DataError(f"{source}: expected a lock with a 'version' field, found keys: {found}",

@@ -79,7 +79,7 @@ def loads(text: str) -> Any:
     except (ImportError, AttributeError):  # not CPython
         import json
 
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_ScanContext.parse_constant)
     try:
         value, end = scan(text, 0)
     except StopIteration as exc:
@@ -141,7 +141,7 @@ def encode(lock: dict[str, Any], key: bytes | None = None) -> str:
     Deterministic: the same lock and key give the same text (with the same zlib build).
     """
     if not isinstance(lock, dict):
-        raise DataError(f"a lock must be a JSON object, found {_kind(lock)}")
+        raise DataError(f"a lock must be a JSON object, found {kind(lock)}")
     if key is not None and not key:
         raise UsageError("the signing key is empty", "set a non-empty key or none at all")
     lock_bytes = canonical_bytes(lock)
@@ -174,6 +174,21 @@ def size_check(b64_text: str) -> str | None:
     return None
 
 
+def check_carriable(b64_text: str) -> str | None:
+    """Refuse a payload too large for ``HPM_LOCK_B64`` (DataError, 65); else the size
+    warning for the caller to print, if any (``size_check``)."""
+    warning = size_check(b64_text)
+    if len(b64_text.strip()) > MAX_BYTES:
+        raise DataError(
+            warning or f"the lock payload is above {MAX_BYTES // 1024} KiB",
+            "an environment variable cannot carry it safely (Linux caps one variable at 128 KiB; "
+            "Kubernetes pods fail to start past it). Write the lock as a file (hpm lock -o "
+            f"hpm.lock.json), mount it, and set {ENV_FILE} to its path, e.g. "
+            f"-v $PWD/hpm.lock.json:/etc/hpm/lock.json:ro -e {ENV_FILE}=/etc/hpm/lock.json",
+        )
+    return warning
+
+
 # --------------------------------------------------------------------------- decode
 
 
@@ -184,14 +199,8 @@ def decode(
     source: str = "lock payload",
     max_bytes: int = MAX_BYTES,
 ) -> dict[str, Any]:
-    """Payload text -> lock dict, after every check.
-
-    With ``key``, the payload must carry a matching signature (else SignatureError, 77).
-    Without ``key``, a signed payload still decodes and its signature is NOT checked:
-    only the digest (integrity, not authenticity) is. ``source`` names the origin in
-    messages; ``max_bytes`` caps the text length.
-    """
-    return _decode(text, key, source, max_bytes)[0]
+    """``decode_with_state`` without the signature state: the lock alone."""
+    return decode_with_state(text, key, source=source, max_bytes=max_bytes)[0]
 
 
 def decode_with_state(
@@ -201,14 +210,13 @@ def decode_with_state(
     source: str = "lock payload",
     max_bytes: int = MAX_BYTES,
 ) -> tuple[dict[str, Any], bool]:
-    """``decode``, and whether the payload carries a signature (checked only with ``key``)."""
-    return _decode(text, key, source, max_bytes)
+    """Payload text -> (lock dict, whether the payload carries a signature), after every check.
 
-
-def _decode(
-    text: str, key: bytes | None, source: str, max_bytes: int
-) -> tuple[dict[str, Any], bool]:
-    """Decode; also says whether the payload was signed."""
+    With ``key``, the payload must carry a matching signature (else SignatureError, 77).
+    Without ``key``, a signed payload still decodes and its signature is NOT checked:
+    only the digest (integrity, not authenticity) is. ``source`` names the origin in
+    messages; ``max_bytes`` caps the text length.
+    """
     b64 = _strip_prefix(_check_text(text, source, max_bytes), source)
     body = _decompress(_b64decode(b64, source), source)
     header, lock_bytes = _split_body(body, source)
@@ -220,7 +228,7 @@ def _decode(
 
 def _check_text(text: str, source: str, max_bytes: int) -> str:
     if not isinstance(text, str):
-        raise DataError(f"{source}: expected text, found {_kind(text)}")
+        raise DataError(f"{source}: expected text, found {kind(text)}")
     text = text.strip()
     if not text:
         raise DataError(f"{source} is empty", _REGEN_HINT)
@@ -310,7 +318,7 @@ def _split_body(body: bytes, source: str) -> tuple[dict[str, str], bytes]:
 def _check_header(header: object, source: str) -> dict[str, str]:
     expected = 'an object {"sha256": "sha256:<hex>", "hmac"?: "hmac-sha256:<hex>"}'
     if not isinstance(header, dict):
-        raise DataError(f"{source}: envelope header must be {expected}, found {_kind(header)}")
+        raise DataError(f"{source}: envelope header must be {expected}, found {kind(header)}")
     unknown = sorted(set(header) - HEADER_KEYS)
     if unknown or "sha256" not in header:
         found = f"unknown keys {unknown}" if unknown else "no 'sha256' key"
@@ -365,18 +373,26 @@ def _parse_lock(lock_bytes: bytes, source: str) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         raise DataError(f"{source}: the lock is not JSON", str(exc)) from None
     if not isinstance(lock, dict):
-        raise DataError(f"{source}: the lock must be a JSON object, found {_kind(lock)}")
+        raise DataError(f"{source}: the lock must be a JSON object, found {kind(lock)}")
     return lock
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _kind(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    names.update({int: "a number", float: "a number", type(None): "null"})
-    return names.get(type(value), type(value).__name__)
+def kind(value: object, *, yaml: bool = False) -> str:
+    """What kind of JSON value ``value`` is, with its article ("an object", "a number");
+    ``yaml`` says "a mapping" and "a list" instead. Anything else: its type's name."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list" if yaml else "an array"
+    if isinstance(value, dict):
+        return "a mapping" if yaml else "an object"
+    return type(value).__name__
 
 
 def _short(value: object) -> str:
@@ -446,7 +462,7 @@ def load_from_env(env: Mapping[str, str]) -> tuple[dict[str, Any], str] | None:
         return None
     key = read_key(env)
     if ENV_B64 in env:
-        lock, signed = _decode(env[ENV_B64], key, ENV_B64, MAX_BYTES)
+        lock, signed = decode_with_state(env[ENV_B64], key, source=ENV_B64)
         return lock, f"{ENV_B64} ({_sig_state(signed, key)})"
     return load_file(env[ENV_FILE], key, f"{ENV_FILE}={env[ENV_FILE]}")
 
@@ -468,7 +484,7 @@ def load_file(path: str, key: bytes | None, source: str) -> tuple[dict[str, Any]
     except UnicodeDecodeError as exc:
         raise DataError(f"{source} is not UTF-8 text", str(exc)) from None
     if not text.startswith(("{", "[")):
-        lock, signed = _decode(text, key, source, MAX_FILE_BYTES)
+        lock, signed = decode_with_state(text, key, source=source, max_bytes=MAX_FILE_BYTES)
         return lock, f"{source} (payload, {_sig_state(signed, key)})"
     if key is not None:
         raise SignatureError(
@@ -485,7 +501,7 @@ def _parse_plain(text: str, source: str) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         raise DataError(f"{source}: the lock is not valid JSON", str(exc)) from None
     if not isinstance(lock, dict):
-        raise DataError(f"{source}: the lock must be a JSON object, found {_kind(lock)}")
+        raise DataError(f"{source}: the lock must be a JSON object, found {kind(lock)}")
     return lock
 
 

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from hpm_boot import payload
 from hpm_boot.errors import DataError
 
 try:
@@ -73,19 +74,8 @@ def format_path(path: FieldPath) -> str:
 
 
 def type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+    """What kind of YAML value ``value`` is, in messages ("a mapping", "a list")."""
+    return payload.kind(value, yaml=True)
 
 
 class _Converter:
