@@ -41,19 +41,22 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def add_selection(parser: argparse.ArgumentParser) -> None:
-    """Options of every command that resolves the registry."""
+def add_selection(parser: argparse.ArgumentParser, default: object = None) -> None:
+    """Options of every command that resolves the registry. ``default=argparse.SUPPRESS``
+    adds them again to a sub-command, where an absent option keeps the value given before
+    the sub-command instead of resetting it."""
     g = parser.add_argument_group("selection")
-    g.add_argument("-r", "--registry", action="append", metavar="DIR",
+    g.add_argument("-r", "--registry", action="append", metavar="DIR", default=default,
                    help="registry directory (repeatable; later ones override earlier ones)")
-    g.add_argument("-w", "--with", dest="with_", action="append", metavar="NAME",
+    g.add_argument("-w", "--with", dest="with_", action="append", metavar="NAME", default=default,
                    help="a package or virtual to include (repeatable, or comma-separated)")
-    g.add_argument("-g", "--group", action="append", metavar="NAME",
+    g.add_argument("-g", "--group", action="append", metavar="NAME", default=default,
                    help="a feature group to include (repeatable, or comma-separated)")
-    g.add_argument("-p", "--provide", action="append", metavar="VIRTUAL=PACKAGE",
+    g.add_argument("-p", "--provide", action="append", metavar="VIRTUAL=PACKAGE", default=default,
                    help="choose the provider of a virtual package (repeatable)")
-    g.add_argument("--mode", choices=("dev", "prod"), help="dev or prod (default: RUN_MODE, else prod)")
-    g.add_argument("--no-defaults", action="store_true",
+    g.add_argument("--mode", choices=("dev", "prod"), default=default,
+                   help="dev or prod (default: RUN_MODE, else prod)")
+    g.add_argument("--no-defaults", action="store_true", default=False if default is None else default,
                    help="ignore defaults.with/groups/providers of hpm-registry.yaml")
 
 
@@ -186,11 +189,16 @@ def describe_source(source: object) -> str:
     if isinstance(source, UrlSource):
         return mask_credentials(f"url {source.url}")
     if isinstance(source, LocalSource):
-        path = source.path
-        if os.path.isabs(path) and path.startswith(os.getcwd() + os.sep):
-            path = os.path.relpath(path)
-        return f"{'editable' if source.editable else 'local'} {path}"
+        return f"{'editable' if source.editable else 'local'} {display_path(source.path)}"
     return str(source)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as shown to people: relative when it is below the working directory."""
+    text = os.fspath(path)
+    if os.path.isabs(text) and text.startswith(os.getcwd() + os.sep):
+        return os.path.relpath(text)
+    return text
 
 
 def cmd_plan(args: argparse.Namespace, env: Env) -> int:

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpm_boot.cli import add_selection, describe_source, display_path
 from hpm_boot.errors import (
     DataError,
+    DirtyCheckoutError,
     HpmError,
     InstallerMissingError,
     NotFoundError,
@@ -36,12 +38,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from hpm_boot.registry import Entry, Registry
-
-
-class DirtyCheckoutError(HpmError):
-    """``hpm dev pin`` on a checkout with uncommitted changes, without ``--allow-dirty``."""
-
-    exit_code = 1
 
 
 # ---------------------------------------------------------------- git
@@ -134,18 +130,10 @@ def _registries(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Regis
 def _entry(reg: Registry, name: str) -> Entry:
     entry = reg.get(name)
     if entry is None:
-        import difflib
+        from hpm_boot.resolve import unknown_name_error
 
-        close = difflib.get_close_matches(name, list(reg.entries), n=3)
-        hint = f"did you mean {' or '.join(close)}?" if close else "`hpm list` shows the packages"
-        raise NotFoundError(f"no package {name!r} in the registry", hint)
+        raise unknown_name_error(name, reg.entries, f"no package {name!r} in the registry")
     return entry
-
-
-def _show(path: Path) -> str:
-    text = str(path)
-    cwd = os.getcwd() + os.sep
-    return os.path.relpath(text) if text.startswith(cwd) else text
 
 
 # ---------------------------------------------------------------- checkout
@@ -161,7 +149,6 @@ class _Checkout:
 
 
 def _plan_checkout(name: str, dev: Registry, prod: Registry, path: str | None) -> _Checkout:
-    from hpm_boot.cli import describe_source
     from hpm_boot.errors import mask_credentials
     from hpm_boot.manifest import GitSource
 
@@ -199,7 +186,7 @@ def _plan_checkout(name: str, dev: Registry, prod: Registry, path: str | None) -
         else:
             what = "a file"
         raise NotWritableError(
-            f"{entry.name}: {_show(target)} exists and is not a checkout of {mask_credentials(url)}; "
+            f"{entry.name}: {display_path(target)} exists and is not a checkout of {mask_credentials(url)}; "
             "refusing to touch it",
             f"it is {what}.\nmove it away, or check out somewhere else with --path DIR",
         )
@@ -249,7 +236,7 @@ def cmd_checkout(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     dev, prod = _registries(args, env)
     jobs = [_plan_checkout(name, dev, prod, args.path) for name in args.names]  # all checks first
     for job in jobs:
-        where = _show(job.target)
+        where = display_path(job.target)
         if job.present:
             head = _out(["describe", "--tags", "--always"], job.target) or "?"
             print(f"{job.name}: {where} is already a checkout of {mask_credentials(job.url)} "
@@ -261,7 +248,7 @@ def cmd_checkout(args: argparse.Namespace, env: Mapping[str, str]) -> int:
               + ("; detached HEAD: `git switch -c BRANCH` there before committing" if detached else ""))
         dev_path = _entry(dev, job.name).dev_checkout()
         if dev_path is not None and os.path.realpath(dev_path) != os.path.realpath(job.target):
-            print(f"{job.name}: note: dev mode looks in {_show(dev_path)}, not here; point "
+            print(f"{job.name}: note: dev mode looks in {display_path(dev_path)}, not here; point "
                   "sources.dev.path at it (a NAME.local.yaml overlay keeps that personal)")
         elif dev_path is None:
             print(f"{job.name}: note: the manifest has no dev source, so dev mode will not use this "
@@ -275,7 +262,6 @@ def cmd_checkout(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _status_row(entry: Entry, mode: str, prod_source: Any) -> dict[str, Any]:
-    from hpm_boot.cli import describe_source
     from hpm_boot.manifest import GitSource
 
     checkout = entry.dev_checkout()
@@ -339,7 +325,7 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 0
     table = [("PACKAGE", "USES", "CHECKOUT", "STATE", "VS PROD")]
     for row in rows:
-        checkout = "-" if row["checkout"] is None else _show(Path(row["checkout"]))
+        checkout = "-" if row["checkout"] is None else display_path(Path(row["checkout"]))
         if row["checkout"] is None:
             state = "-"
         elif not row["exists"]:
@@ -439,22 +425,23 @@ def cmd_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if checkout is None:
         raise UsageError(f"{entry.name} has no dev source with a local path ({entry.file}); give --path DIR")
     if not checkout.is_dir():
-        raise NotFoundError(f"{entry.name}: no dev checkout at {_show(checkout)}",
+        raise NotFoundError(f"{entry.name}: no dev checkout at {display_path(checkout)}",
                             f"make one with `hpm dev checkout {entry.name}`")
     repo = repo_root(checkout)
     if repo is None:
-        raise NotFoundError(f"{entry.name}: {_show(checkout)} is not a git checkout; there is no tag to pin")
+        raise NotFoundError(f"{entry.name}: {display_path(checkout)} is not a git checkout; "
+                            "there is no tag to pin")
     changes = dirty_files(repo)
     if changes and not args.allow_dirty:
         raise DirtyCheckoutError(
-            f"{entry.name}: {_show(repo)} has {len(changes)} uncommitted change(s); refusing to pin a "
+            f"{entry.name}: {display_path(repo)} has {len(changes)} uncommitted change(s); refusing to pin a "
             "ref that does not contain them",
             "\n".join(changes[:20]) + "\ncommit and tag them, or pass --allow-dirty to pin HEAD anyway",
         )
     tags = tags_at_head(repo)
     sha = _out(["rev-parse", "HEAD"], repo)
     if sha is None:
-        raise NotFoundError(f"{entry.name}: {_show(repo)} has no commit yet")
+        raise NotFoundError(f"{entry.name}: {display_path(repo)} has no commit yet")
     ref = tags[0] if tags else sha
     file = entry.file
     try:
@@ -479,7 +466,7 @@ def cmd_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(f"{entry.name}: pinned tag {ref} in {file}:{line} (was {old})")
         else:
             print(f"{entry.name}: no tag at HEAD: pinned commit {ref} in {file}:{line} (was {old}); "
-                  f"tag it (git -C {_show(repo)} tag vX.Y.Z) and pin again for a readable ref")
+                  f"tag it (git -C {display_path(repo)} tag vX.Y.Z) and pin again for a readable ref")
     _pin_notes(entry, repo, ref, bool(tags))
     return 0
 
@@ -500,7 +487,7 @@ def _pin_notes(entry: Entry, repo: Path, ref: str, is_tag: bool) -> None:
                 resolve_git_ref(prod.url, ref, entry.name)
             except HpmError:
                 print(f"{entry.name}: warning: tag {ref} is not in {mask_credentials(prod.url)}; push it "
-                      f"(git -C {_show(repo)} push origin {ref}) or prod installs will fail")
+                      f"(git -C {display_path(repo)} push origin {ref}) or prod installs will fail")
         elif not _out(["branch", "-r", "--contains", ref], repo):
             print(f"{entry.name}: warning: commit {ref[:12]} is on no remote branch; push it or prod "
                   "installs will fail")
@@ -519,21 +506,6 @@ def _pin_notes(entry: Entry, repo: Path, ref: str, is_tag: bool) -> None:
 # ---------------------------------------------------------------- parser
 
 
-def _selection_again(parser: argparse.ArgumentParser) -> None:
-    """The selection options after the subcommand too (``hpm dev status --registry R``)."""
-    s = argparse.SUPPRESS
-    parser.add_argument("-r", "--registry", action="append", metavar="DIR", default=s,
-                        help="registry directory (repeatable)")
-    parser.add_argument("--mode", choices=("dev", "prod"), default=s, help="dev or prod (default: RUN_MODE)")
-    parser.add_argument("-w", "--with", dest="with_", action="append", metavar="NAME", default=s,
-                        help="status: only the plan of this selection (repeatable)")
-    parser.add_argument("-g", "--group", action="append", metavar="NAME", default=s, help="likewise, a group")
-    parser.add_argument("-p", "--provide", action="append", metavar="VIRTUAL=PACKAGE", default=s,
-                        help="choose a provider (status with a selection)")
-    parser.add_argument("--no-defaults", action="store_true", default=s,
-                        help="ignore defaults of hpm-registry.yaml")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dev_command", metavar="SUBCOMMAND")
     p = sub.add_parser("checkout", help="clone plugins' prod git sources into their dev paths",
@@ -541,7 +513,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "its manifest (or --path), so that dev mode uses it")
     p.add_argument("names", nargs="+", metavar="NAME", help="package name")
     p.add_argument("--path", metavar="DIR", help="clone here instead of the manifest's dev path")
-    _selection_again(p)
+    add_selection(p, default=argparse.SUPPRESS)  # after the subcommand too: dev status -r R
     p.set_defaults(dev_func=cmd_checkout)
     p = sub.add_parser("status", help="per package: source in use, checkout state, distance from prod",
                        description="per package of the registry (or of the plan, with --with/--group/"
@@ -549,7 +521,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "dirty, and how far HEAD is from the prod ref")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--plan", action="store_true", help="only the packages of the resolved plan")
-    _selection_again(p)
+    add_selection(p, default=argparse.SUPPRESS)  # after the subcommand too: dev status -r R
     p.set_defaults(dev_func=cmd_status)
     p = sub.add_parser("pin", help="write the checkout's tag (or commit) into the manifest's prod ref",
                        description="read the tag at the dev checkout's HEAD (or its commit when there is "
@@ -557,7 +529,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="package name")
     p.add_argument("--allow-dirty", action="store_true", help="pin even with uncommitted changes")
     p.add_argument("--path", metavar="DIR", help="the checkout (default: the manifest's dev path)")
-    _selection_again(p)
+    add_selection(p, default=argparse.SUPPRESS)  # after the subcommand too: dev status -r R
     p.set_defaults(dev_func=cmd_pin)
 
 

@@ -66,6 +66,21 @@ class CommandNotExecutableError(HpmError):
     exit_code = 126
 
 
+class DirtyCheckoutError(HpmError):
+    """``hpm dev pin`` on a checkout with uncommitted changes, without ``--allow-dirty``."""
+
+    exit_code = 1
+
+
+class Interrupted(HpmError):
+    """hpm got SIGTERM/SIGINT while an installer ran; it was stopped too (exit 128+N)."""
+
+    def __init__(self, signum: int) -> None:
+        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, str(signum))
+        super().__init__(f"stopped by signal {name} while installing; the installer was stopped too")
+        self.exit_code = 128 + signum
+
+
 def mask_credentials(text: str) -> str:
     """Hide ``user:password@`` in every URL of ``text``."""
     if "@" not in text:

@@ -14,9 +14,9 @@ import time
 
 from hpm_boot import boot, uvbin
 from hpm_boot.errors import (
-    HpmError,
     InstallerFailedError,
     InstallerMissingError,
+    Interrupted,
     NotWritableError,
     ResolutionError,
     mask_credentials,
@@ -64,15 +64,6 @@ class InstallerOptions:
         if self.no_index or self.offline:
             args.append("--no-index")
         return args
-
-
-class Interrupted(HpmError):
-    """hpm got SIGTERM/SIGINT while an installer ran; it was stopped too."""
-
-    def __init__(self, signum: int) -> None:
-        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, str(signum))
-        super().__init__(f"stopped by signal {name} while installing; the installer was stopped too")
-        self.exit_code = 128 + signum
 
 
 # ---------------------------------------------------------------- target environment

@@ -87,6 +87,14 @@ def to_json(plan: Plan) -> bytes:
     return msgspec.json.format(msgspec.json.encode(plan, order="sorted"), indent=2) + b"\n"
 
 
+def unknown_name_error(name: str, known: Iterable[str], message: str) -> NotFoundError:
+    """NotFoundError (66): ``message``, then the names of ``known`` close to ``name``
+    ("did you mean ...?"), or where to look when none is close."""
+    close = difflib.get_close_matches(canonicalize_name(name), sorted(known), n=3)
+    hint = f"did you mean {' or '.join(close)}?" if close else "`hpm list` shows what there is"
+    return NotFoundError(f"{message}; {hint}")
+
+
 @dataclass
 class _State:
     registry: Registry
@@ -100,10 +108,8 @@ class _State:
     queue: deque[tuple[str, Reason]] = field(default_factory=deque)
 
     def unknown(self, name: str, what: str) -> NotFoundError:
-        known = sorted(set(self.registry.entries) | set(self.virtuals))
-        close = difflib.get_close_matches(canonicalize_name(name), known, n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else "; `hpm list` shows what there is"
-        return NotFoundError(f"{what} {name!r} is not a package or virtual of the registry{hint}")
+        return unknown_name_error(name, set(self.registry.entries) | set(self.virtuals),
+                                  f"{what} {name!r} is not a package or virtual of the registry")
 
     def request(self, name: str, reason: Reason) -> None:
         key = canonicalize_name(name)
