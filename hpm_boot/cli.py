@@ -12,10 +12,16 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from hpm_boot import __version__
 from hpm_boot.errors import HpmError, UsageError, mask_credentials
+
+if TYPE_CHECKING:  # imported lazily at run time: `hpm --version` reads no YAML, no msgspec
+    from hpm_boot.boot import Environment
+    from hpm_boot.install import InstallerOptions
+    from hpm_boot.log import Log
+    from hpm_boot.resolve import Plan, Selection
 
 Env = Mapping[str, str]
 Command = Callable[[argparse.Namespace, Env], int]
@@ -78,7 +84,7 @@ def mode_of(args: argparse.Namespace, env: Env) -> str:
     return mode
 
 
-def selection_of(args: argparse.Namespace, env: Env):  # -> resolve.Selection
+def selection_of(args: argparse.Namespace, env: Env) -> Selection:
     from hpm_boot.resolve import Selection
 
     def listed(flag: list[str] | None, var: str) -> tuple[str, ...]:
@@ -105,15 +111,17 @@ def selection_of(args: argparse.Namespace, env: Env):  # -> resolve.Selection
     )
 
 
-def load_plan(args: argparse.Namespace, env: Env, err: TextIO | None = None):  # -> resolve.Plan
+def load_plan(args: argparse.Namespace, env: Env, log: Log | None = None) -> Plan:
+    """The plan of the selection; its warnings go to ``log`` (default: a new ``Log(env)``)."""
     from hpm_boot import registry, resolve
+    from hpm_boot.log import Log
 
-    err = err or sys.stderr
+    log = log or Log(env)
     selection = selection_of(args, env)
     reg = registry.load(registry_dirs(args, env), selection.mode)
     plan = resolve.resolve(reg, selection)
     for warning in plan.warnings:
-        print(f"hpm: warning: {warning}", file=err)
+        log.warning(warning)
     return plan
 
 
@@ -122,7 +130,9 @@ def load_plan(args: argparse.Namespace, env: Env, err: TextIO | None = None):  #
 
 def cmd_validate(args: argparse.Namespace, env: Env) -> int:
     from hpm_boot import registry
+    from hpm_boot.log import Log
 
+    log = Log(env)
     dirs = registry_dirs(args, env)
     problems, warnings = registry.validate(dirs)
     if problems:
@@ -131,7 +141,7 @@ def cmd_validate(args: argparse.Namespace, env: Env) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
     for warning in warnings:
-        print(f"hpm: warning: {warning}", file=sys.stderr)
+        log.warning(warning)
     if problems:
         return 65
     reg = registry.load(dirs, "prod")
@@ -247,7 +257,16 @@ def add_installer_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--offline", action="store_true", help="no network: only the installer's cache")
 
 
-def installer_options(args: argparse.Namespace):  # -> install.InstallerOptions
+def add_target_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--python-version`` and ``--python-platform``: the interpreter a lock is made for;
+    ``default`` says whose they are when not given."""
+    parser.add_argument("--python-version", metavar="X.Y", help=f"lock for this Python (default: {default})")
+    parser.add_argument("--python-platform", metavar="PLATFORM",
+                        help=f"lock for this platform, in uv's spelling, e.g. x86_64-manylinux_2_28 "
+                        f"(default: {default})")
+
+
+def installer_options(args: argparse.Namespace) -> InstallerOptions:
     from hpm_boot.install import InstallerOptions
 
     return InstallerOptions(find_links=tuple(args.find_links), index_url=args.index_url,
@@ -271,9 +290,9 @@ def cmd_lock(args: argparse.Namespace, env: Env) -> int:
         k8s.check_name(args.name)
         k8s.check_image(args.image)
     target = lockmod.default_target(args.python_version, args.python_platform)
-    plan = load_plan(args, env)
+    plan = load_plan(args, env, log)
     if args.check:
-        return _check_lock(args, plan)
+        return _check_lock(args, plan, log)
     key = None if args.format == "json" else _signing_key(args, env)  # a bad key fails before any work
     _check_writable_output(args.output or ("hpm.lock.json" if args.format == "json" else "-"))
     options = installer_options(args)
@@ -298,9 +317,9 @@ def cmd_lock(args: argparse.Namespace, env: Env) -> int:
     if args.format == "b64":
         out = text + "\n"
     elif args.format == "env":
-        out = f"HPM_LOCK_B64={text}\n"
+        out = f"{payload.ENV_B64}={text}\n"
     elif args.format == "docker":
-        out = f"-e HPM_LOCK_B64={text}\n"
+        out = f"-e {payload.ENV_B64}={text}\n"
     else:
         from hpm_boot import k8s
 
@@ -314,11 +333,11 @@ def _signing_key(args: argparse.Namespace, env: Env) -> bytes | None:
     from hpm_boot import payload
 
     if args.sign_key_file:
-        return payload.read_key({"HPM_LOCK_KEY_FILE": args.sign_key_file})
+        return payload.read_key({payload.ENV_KEY_FILE: args.sign_key_file})
     return payload.read_key(env)
 
 
-def _write(dest: str, data: bytes, log) -> None:  # log: hpm_boot.log.Log
+def _write(dest: str, data: bytes, log: Log) -> None:
     """Write ``data`` to stdout (``-``) or atomically to ``dest`` (a temporary file, renamed)."""
     if dest == "-":
         sys.stdout.buffer.write(data)
@@ -357,7 +376,7 @@ def _check_writable_output(dest: str) -> None:
         raise NotWritableError(f"cannot write the lock to {path}: {parent} is missing or not writable")
 
 
-def _check_lock(args: argparse.Namespace, plan) -> int:  # plan: resolve.Plan
+def _check_lock(args: argparse.Namespace, plan: Plan, log: Log) -> int:
     """``hpm lock --check``: 0 up to date, 1 out of date (as ``uv lock --check``), 66 no lock."""
     from hpm_boot import lock as lockmod
     from hpm_boot import payload
@@ -375,7 +394,7 @@ def _check_lock(args: argparse.Namespace, plan) -> int:  # plan: resolve.Plan
         if want is not None and want != have:
             stale.append(f"it was made for {flag} {have or '(none)'}, not {want}")
     if stale:
-        print(f"hpm: {path} is out of date: {'; '.join(stale)}; run `hpm lock` again", file=sys.stderr)
+        log.emit("error", f"{path} is out of date: {'; '.join(stale)}; run `hpm lock` again")
         return 1
     print(f"{path} is up to date ({len(lock.packages)} packages, {len(lock.pins)} pins)")
     return 0
@@ -423,7 +442,8 @@ def cmd_decode(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-def _lock_for_install(args: argparse.Namespace, env: Env, log):
+def _lock_for_install(args: argparse.Namespace, env: Env,
+                      log: Log) -> tuple[dict[str, Any] | None, str]:
     """(lock dict, source): --lock FILE, HPM_LOCK_FILE, HPM_LOCK_B64; (None, "registry") else."""
     from hpm_boot import lock as lockmod
     from hpm_boot import payload
@@ -437,8 +457,8 @@ def _lock_for_install(args: argparse.Namespace, env: Env, log):
     return None, "registry"
 
 
-def _install(args: argparse.Namespace, env: Env,
-             command: tuple[str | None, list[str]] | None = None):  # -> (lock, Environment, Log)
+def _install(args: argparse.Namespace, env: Env, command: tuple[str | None, list[str]] | None = None
+             ) -> tuple[dict[str, Any], Environment, Log]:
     """Install the lock or the resolved plan; (lock dict, environment, log). ``command``
     (entrypoint, cmd) is checked against the plan before anything is installed."""
     from hpm_boot import boot
@@ -450,7 +470,7 @@ def _install(args: argparse.Namespace, env: Env,
     options = installer_options(args)
     plan = None
     if data is None:
-        plan = load_plan(args, env)
+        plan = load_plan(args, env, log)
         dirs = ", ".join(map(str, registry_dirs(args, env)))
         log.info(f"resolved {len(plan.packages)} packages from {dirs} "
                  f"({plan.mode} mode, {log.elapsed():.2f} s)")
@@ -482,7 +502,9 @@ def cmd_run(args: argparse.Namespace, env: Env) -> int:
         return launch.run_ephemeral(args, env)
     data, environment, log = _install(args, env, command=(args.entrypoint, args.cmd))
     argv = boot.choose_command(data, args.entrypoint, args.cmd)
-    from_lock = args.lock or "HPM_LOCK_FILE" in env or "HPM_LOCK_B64" in env
+    from hpm_boot.payload import ENV_B64, ENV_FILE
+
+    from_lock = args.lock or ENV_FILE in env or ENV_B64 in env
     raw = boot.lock_input(env, args.lock) if from_lock else None
     if raw is not None and not any(k in env for k in boot.KEY_VARS) and args.python is None:
         boot.write_stamp(environment, raw, data)  # the next start takes the hot path at once
@@ -561,9 +583,7 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "b64", "env", "docker", "k8s"), default="json",
                    help="json: the lock file; b64: the HPM_LOCK_B64 value; env: a HPM_LOCK_B64= line; "
                    "docker: -e arguments; k8s: a Secret and a Deployment that reads it")
-    p.add_argument("--python-version", metavar="X.Y", help="lock for this Python (default: the running one)")
-    p.add_argument("--python-platform", metavar="PLATFORM",
-                   help="lock for this platform, in uv's spelling (e.g. x86_64-manylinux_2_28)")
+    add_target_options(p, "the running interpreter's")
     p.add_argument("--sign-key-file", metavar="FILE",
                    help="sign the payload with HMAC-SHA256 (default: HPM_LOCK_KEY / HPM_LOCK_KEY_FILE)")
     p.add_argument("--check", action="store_true",

@@ -25,8 +25,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from hpm_boot.errors import DataError, InstallerMissingError, NotFoundError, UsageError
+from hpm_boot.payload import ENV_B64, ENV_FILE, ENV_KEY, ENV_KEY_FILE
+
+if TYPE_CHECKING:
+    from hpm_boot.log import Log
 
 ENGINES = ("docker", "podman")
 #: Asked of the image: its Python, machine and C library (for the lock's target).
@@ -44,16 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def own_options(parser: argparse.ArgumentParser) -> None:
+    from hpm_boot.cli import add_target_options
+
     parser.add_argument("--engine", choices=ENGINES,
                         help="container engine (default: HPM_ENGINE, else docker or podman, "
                         "whichever is on PATH)")
     parser.add_argument("--image", metavar="IMAGE", help="the image to run (default: HPM_IMAGE)")
     parser.add_argument("--lock", metavar="FILE",
                         help="inject this lock (JSON or payload) instead of locking")
-    parser.add_argument("--python-version", metavar="X.Y",
-                        help="lock for this Python (default: ask the image)")
-    parser.add_argument("--python-platform", metavar="PLATFORM",
-                        help="lock for this platform, in uv's spelling (default: from the image)")
+    add_target_options(parser, "the image's, asked of it")
     parser.add_argument("--entrypoint", dest="hpm_entrypoint", metavar="NAME|PKG:NAME",
                         help="run a manifest entrypoint (hpm run --entrypoint NAME) "
                         "instead of the image's CMD")
@@ -183,7 +187,8 @@ def entrypoint_args(entrypoint: Sequence[str], name: str, image: str) -> list[st
     return [*entrypoint[:cut], "--entrypoint", name]
 
 
-def make_payload(args: argparse.Namespace, env: Mapping[str, str], engine: str, image: str, log) -> str:
+def make_payload(args: argparse.Namespace, env: Mapping[str, str], engine: str, image: str,
+                 log: Log) -> str:
     from hpm_boot import cli, payload
 
     key = payload.read_key(env)
@@ -195,7 +200,7 @@ def make_payload(args: argparse.Namespace, env: Mapping[str, str], engine: str, 
     else:
         from hpm_boot import lock as lockmod
 
-        plan = cli.load_plan(args, env)
+        plan = cli.load_plan(args, env, log)
         version, platform = args.python_version, args.python_platform
         if not version:
             version, found = image_target(engine, image)
@@ -236,18 +241,18 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UsageError("no image: give --image IMAGE (or set HPM_IMAGE)")
     engine = find_engine(args.engine, env)
     text = make_payload(args, env, engine, image, log)
-    argv = [os.path.basename(engine), "run", *engine_args, "-e", "HPM_LOCK_B64"]
+    argv = [os.path.basename(engine), "run", *engine_args, "-e", ENV_B64]
     if args.hpm_entrypoint:
         new = entrypoint_args(image_entrypoint(engine, image), args.hpm_entrypoint, image)
         argv += ["--entrypoint", new[0], image, *new[1:], *(["--", *cmd] if cmd else [])]
     else:
         argv += [image, *cmd]
     if args.dry_run:
-        print(f"HPM_LOCK_B64=<{len(text)} bytes> {shlex.join(argv)}")
+        print(f"{ENV_B64}=<{len(text)} bytes> {shlex.join(argv)}")
         return 0
-    child = {k: v for k, v in env.items() if k not in ("HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE", "HPM_LOCK_FILE")}
-    child["HPM_LOCK_B64"] = text
-    log.info(f"exec {shlex.join(argv)} (HPM_LOCK_B64: {len(text)} bytes, in the environment)")
+    child = {k: v for k, v in env.items() if k not in (ENV_KEY, ENV_KEY_FILE, ENV_FILE)}
+    child[ENV_B64] = text
+    log.info(f"exec {shlex.join(argv)} ({ENV_B64}: {len(text)} bytes, in the environment)")
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -28,6 +28,7 @@ import os
 import sys
 
 from hpm_boot import __version__
+from hpm_boot.boot import SCRUBBED
 from hpm_boot.errors import HpmError, InstallerMissingError, NotWritableError, UsageError
 
 TYPE_CHECKING = False
@@ -50,8 +51,10 @@ INDEX = ".index"
 META_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 # Variables that change what a command resolves to; part of the fast-path key.
 KEY_VARS = ("RUN_MODE", "HPM_REGISTRY", "HPM_WITH", "HPM_GROUPS", "HPM_PROVIDERS", "HPM_UV", ROOT_ENV)
-# Removed from uv's environment: lock payloads and keys, and what would move the venv.
-DROPPED_VARS = ("HPM_LOCK_B64", "HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
+# Removed from uv's environment: lock payloads and keys (what ``boot`` removes from the
+# target's: boot is imported for the exec anyway, payload would cost the fast path its
+# imports), and what would move the venv.
+DROPPED_VARS = (*SCRUBBED, "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
 
 
 # ---------------------------------------------------------------- the generated project

@@ -24,11 +24,11 @@ from typing import Any
 
 from hpm_boot import _pyz
 from hpm_boot.errors import HpmError
+from hpm_boot.payload import ENV_B64, ENV_FILE, ENV_KEY, ENV_KEY_FILE
 
 #: Variables whose presence (never value) is reported.
 VARIABLES = (
-    "HPM_VENV", "HPM_LOCK_B64", "HPM_LOCK_FILE", "HPM_LOCK_KEY", "HPM_LOCK_KEY_FILE",
-    "HPM_CACHE", "HPM_UV", "HPM_REGISTRY",
+    "HPM_VENV", ENV_B64, ENV_FILE, ENV_KEY, ENV_KEY_FILE, "HPM_CACHE", "HPM_UV", "HPM_REGISTRY",
 )  # fmt: skip
 
 

@@ -21,7 +21,11 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hpm_boot.boot import Environment
+    from hpm_boot.log import Log
 
 #: Run in the target interpreter: import the modules given as arguments, one by one.
 #: The current directory is dropped from sys.path so that a checkout in the working
@@ -168,7 +172,7 @@ def top_level_modules(dist_info: str, dist_name: str) -> list[str]:
 # ---------------------------------------------------------------- running checks
 
 
-def _child_env(environment: Any, environ: Mapping[str, str]) -> dict[str, str]:
+def _child_env(environment: Environment, environ: Mapping[str, str]) -> dict[str, str]:
     from hpm_boot.boot import child_environ
 
     env = child_environ(environment, environ)
@@ -216,7 +220,7 @@ def _text(data: bytes | str | None) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
-def import_check(package: str, modules: list[str], environment: Any, env: Mapping[str, str],
+def import_check(package: str, modules: list[str], environment: Environment, env: Mapping[str, str],
                  timeout: float) -> Check:
     check = Check(package, "import")
     if not modules:
@@ -229,7 +233,7 @@ def import_check(package: str, modules: list[str], environment: Any, env: Mappin
     return check
 
 
-def smoke_check(package: str, command: str, environment: Any, env: Mapping[str, str],
+def smoke_check(package: str, command: str, environment: Environment, env: Mapping[str, str],
                 timeout: float) -> Check:
     check = Check(package, "smoke")
     try:
@@ -254,6 +258,8 @@ def dist_name(pkg: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]) -> str:
     ``sources.prod.package``): from its requirement, or its editable pin."""
     import re
 
+    from packaging.utils import canonicalize_name
+
     req = pkg.get("requirement", "")
     if req.startswith("-e "):
         path = os.path.normpath(str(pkg.get("path") or req[3:].strip()).removeprefix("file://"))
@@ -265,10 +271,10 @@ def dist_name(pkg: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]) -> str:
     match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
     if not match:
         return str(pkg["name"])
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+    return canonicalize_name(match.group(1))
 
 
-def run_checks(lock: Mapping[str, Any], environment: Any, environ: Mapping[str, str],
+def run_checks(lock: Mapping[str, Any], environment: Environment, environ: Mapping[str, str],
                timeout: float) -> list[Check]:
     from hpm_boot.boot import installed
 
@@ -376,7 +382,7 @@ def junit_xml(checks: Sequence[Check], suite: str, lock: Mapping[str, Any] | Non
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-def _write_report(path: str, data: bytes, log: Any) -> None:
+def _write_report(path: str, data: bytes, log: Log) -> None:
     from hpm_boot.errors import NotWritableError
 
     try:
@@ -412,8 +418,9 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if args.junit:
             _write_report(args.junit, junit_xml([check], args.suite_name, None, "", check.seconds), log)
         return code
-    source = args.lock or ("HPM_LOCK_B64" if "HPM_LOCK_B64" in env
-                           else env.get("HPM_LOCK_FILE") or "registry")
+    from hpm_boot.payload import ENV_B64, ENV_FILE
+
+    source = args.lock or (ENV_B64 if ENV_B64 in env else env.get(ENV_FILE) or "registry")
     checks = run_checks(data, environment, env, args.timeout)
     print_report(checks, data)
     if args.junit:

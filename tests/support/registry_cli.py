@@ -8,7 +8,6 @@ output, and ``plan_json`` is ``hpm plan --json`` through ``run``, parsed.
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -39,17 +38,8 @@ def pkg(name: str, version: str = "1.0.0", extra: str = "", **fields: str) -> st
 def run(
     capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
-    """``hpm ARGV`` in-process: (exit code, stdout, stderr).
-
-    ``cli.load_plan`` binds ``sys.stderr`` as a default argument at import time,
-    which capsys cannot see; point it at the captured stream.
-    """
-    saved = cli.load_plan.__defaults__
-    cli.load_plan.__defaults__ = (sys.stderr,)
-    try:
-        rc = cli.main(list(argv), env or {})
-    finally:
-        cli.load_plan.__defaults__ = saved
+    """``hpm ARGV`` in-process: (exit code, stdout, stderr)."""
+    rc = cli.main(list(argv), env or {})
     out, err = capsys.readouterr()
     return rc, out, err
 
