@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
+#: How uv says that --offline kept it from something (uv 0.13): a registry package,
+#: a URL or a git commit. Its cache path (~/.cache/uv/...) is in most failures, so
+#: "cache" alone says nothing.
+_OFFLINE_ERRORS = ("network was disabled", "network connectivity is disabled",
+                   "was not found in the cache")
 GRACE_SECONDS = 5  # after forwarding SIGTERM/SIGINT, how long the installer gets to stop
 _MACHINES = {"x86_64": ("x86_64", "amd64"), "aarch64": ("aarch64", "arm64"), "arm64": ("aarch64", "arm64")}
 
@@ -80,7 +85,7 @@ def prepare_environment(environ: Mapping[str, str], python: str | None, uv: str 
         return _ensure_venv(venv, python or sys.executable, uv, environ, log)
     # abspath, not realpath: every venv's bin/python links to the same base interpreter
     if python and os.path.abspath(python) != os.path.abspath(sys.executable):
-        return _describe_interpreter(python)
+        return describe_interpreter(python)
     return boot.Environment.current()
 
 
@@ -119,7 +124,8 @@ def _ensure_venv(path: str, python: str, uv: str | None, environ: Mapping[str, s
     return made
 
 
-def _describe_interpreter(python: str) -> boot.Environment:
+def describe_interpreter(python: str) -> boot.Environment:
+    """The environment of another interpreter (``--python``), asked of it in one process."""
     code = ("import sys,sysconfig,json;print(json.dumps([sys.executable,'%d.%d'%sys.version_info[:2],"
             "sorted({sysconfig.get_path('purelib'),sysconfig.get_path('platlib')}),sys.prefix!=sys.base_prefix,"
             "sys.prefix]))")
@@ -245,6 +251,9 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
         out.append(Transaction("conda", argv, specs))
     pins = lock.get("pins", [])
     uv_pins = [p for p in pins if p["name"] not in pip_names]
+    pip_pins = [p for p in pins if p["name"] in pip_names]
+    # PEP 668 asked once: for another interpreter, it takes a process
+    breaks = ["--break-system-packages"] if (uv_pins or pip_pins) and externally_managed(env) else []
     if uv_pins:
         lines = [pin_line(p) for p in uv_pins]
         file = _write_lines(os.path.join(req_dir, "uv-requirements.txt"), lines)
@@ -253,10 +262,7 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
                 *options.uv_args()]
         if all(p.get("hashes") for p in uv_pins):
             argv.append("--require-hashes")
-        if externally_managed(env):
-            argv.append("--break-system-packages")
-        out.append(Transaction("uv", argv, lines))
-    pip_pins = [p for p in pins if p["name"] in pip_names]
+        out.append(Transaction("uv", [*argv, *breaks], lines))
     if pip_pins:
         # pip turns hash checking on for every line as soon as one line has a hash, and
         # git or editable lines cannot have one: hashes go in only when all have them.
@@ -267,9 +273,7 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
                 "--disable-pip-version-check", "-r", file, *options.pip_args()]
         if hashed:
             argv.append("--require-hashes")
-        if externally_managed(env):
-            argv.append("--break-system-packages")
-        out.append(Transaction("pip", argv, lines))
+        out.append(Transaction("pip", [*argv, *breaks], lines))
     return out
 
 
@@ -377,7 +381,7 @@ def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log
         hint = ""
         text = "\n".join(tail)
         offline = "--offline" in argv or env.get("UV_OFFLINE", "").lower() in ("1", "true", "yes")
-        if offline and ("network" in text or "offline" in text or "cache" in text):
+        if offline and any(words in text for words in _OFFLINE_ERRORS):
             hint = " (offline: the package is neither in the installer's cache nor in --find-links)"
         raise InstallerFailedError(
             f"{manager} failed (exit {code}): {mask_credentials(last.strip())}{hint}",

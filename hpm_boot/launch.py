@@ -134,16 +134,9 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
 def _python_minor(python: str) -> str:
     if os.path.realpath(python) == os.path.realpath(sys.executable):
         return f"{sys.version_info[0]}.{sys.version_info[1]}"
-    import subprocess
+    from hpm_boot.install import describe_interpreter
 
-    try:
-        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=60)
-    except OSError as exc:
-        raise UsageError(f"--python {python}: cannot run it: {exc.strerror}") from None
-    if out.returncode != 0 or not out.stdout.strip():
-        raise UsageError(f"--python {python}: not a working Python interpreter")
-    return out.stdout.strip()
+    return describe_interpreter(python).python_version
 
 
 def env_id(text: str) -> str:

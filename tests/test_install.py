@@ -333,6 +333,31 @@ def test_offline_with_a_cold_cache_is_74(world: World) -> None:
     assert "offline" in line and "hpmtest" in line
 
 
+def test_offline_hint_only_for_what_offline_kept_away(tmp_path: Path) -> None:
+    """uv names its cache directory in most failures: that alone is no offline problem."""
+    import pytest
+
+    from hpm_boot.errors import InstallerFailedError
+    from hpm_boot.install import run_installer
+    from hpm_boot.log import Log
+
+    cases = {
+        "build": "error: Failed to build `x @ file:///src/x`\n  cause: see /root/.cache/uv/sdists-v9/x\n",
+        "offline": "error: No solution found when resolving dependencies\n  cause: Because x was not "
+                   "found in the cache and you require x==1, we can conclude that your requirements "
+                   "are unsatisfiable.\n\nhint: Packages were unavailable because the network was "
+                   "disabled.\n",
+    }
+    hints = {}
+    for name, output in cases.items():
+        (tmp_path / f"{name}.txt").write_text(output)
+        fake = write_exe(tmp_path / f"{name}-uv", f"#!/bin/sh\ncat {tmp_path / name}.txt\nexit 2\n")
+        with pytest.raises(InstallerFailedError) as info:
+            run_installer([str(fake), "pip", "install", "--offline"], "uv", {}, Log({"HPM_LOG": "quiet"}))
+        hints[name] = "(offline:" in info.value.message
+    assert hints == {"build": False, "offline": True}
+
+
 def test_git_commit_not_found_is_74(world: World) -> None:
     world.standard_registry()
     lock = world.lock("hpmtest-gitplugin")
