@@ -1,7 +1,12 @@
-"""Runtime support of ``hpm.pyz``: runs at every start of the zipapp.
+"""Runtime support of ``hpm.pyz`` for the CLI path (and ``hpm self-check``).
 
-Standard library only and cheap at import: ``setup()`` puts ``<pyz>/_vendor`` (pure
-Python PyYAML and packaging) on ``sys.path`` and installs a ``sys.meta_path`` finder.
+The pyz's generated ``__main__.py`` puts ``<pyz>/_vendor`` on ``sys.path`` and calls
+``hpm_boot.__main__.main`` directly: the container hot path (``boot``) and the reused
+ephemeral path (``launch``) never import this module. Only when ``main`` falls through
+to the CLI does it call ``setup()``, which (idempotently) makes sure ``_vendor`` (pure
+Python PyYAML and packaging) is on ``sys.path`` and installs a ``sys.meta_path`` finder.
+Standard library only and cheap at import.
+
 Only when ``msgspec`` is first imported does the finder pick the ``_wheels/`` entry that
 matches this interpreter by its wheel tags, extract it once into a cache directory
 (keyed by the wheel's sha256; atomic rename under an ``flock``, so racing processes are
@@ -295,19 +300,17 @@ def _short_platform(tag: str) -> str:
 
 
 def self_check_info() -> dict[str, Any]:
-    """Interpreter, chosen msgspec wheel and cache state, for ``hpm self-check``."""
+    """Interpreter, its wheel tags and the msgspec wheel chosen, for ``hpm self-check``
+    (which looks at the cache places itself, with ``place_state``)."""
     py, abi = interpreter_tag()
-    plats = platform_tags()
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "executable": sys.executable,
         "archive": ARCHIVE,
         "interpreter": py,
         "abi": abi,
-        "platform": plats[0],
-        "platform_tags": len(plats),
+        "platform_tags": platform_tags(),
         "build": build_info(),
-        "cache_places": {p: _problem(p, probe=False) or "ok" for p in cache_places()},
     }
     if ARCHIVE is not None:
         wheels = _wheels()

@@ -65,7 +65,7 @@ def collect(env: Mapping[str, str]) -> dict[str, Any]:
             "implementation": sys.implementation.name,
             "interpreter_tag": info.pop("interpreter"),
             "abi_tag": info.pop("abi"),
-            "platform_tags": _pyz.platform_tags(),
+            "platform_tags": info.pop("platform_tags"),
         },
         "cache": {"places": [
             {"path": p, "state": _pyz.place_state(p)} for p in _pyz.cache_places()
