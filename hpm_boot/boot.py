@@ -306,13 +306,16 @@ def target_program(program: str, env: Environment) -> str:
     return env.python if program in ("python", "python3", f"python{env.python_version}") else program
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename. The
-    name carries a random part, since several containers (pid 1 each) may share a volume."""
+def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it (with ``mode`` when
+    given), then a rename. The name carries a random part, since several containers
+    (pid 1 each) may share a volume."""
     tmp = f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:  # noqa: SIM105 (contextlib costs an import)

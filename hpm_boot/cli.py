@@ -348,13 +348,11 @@ def _write(dest: str, data: bytes, log: Log) -> None:
     path = Path(dest)
     if path.is_dir():
         raise NotWritableError(f"cannot write {path}: it is a directory", "give a file name with -o")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{os.urandom(4).hex()}")
+    from hpm_boot.boot import write_atomic
+
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(str(path), data)
     except OSError as exc:
-        if tmp.exists():
-            tmp.unlink()
         raise NotWritableError(f"cannot write {path}: {exc.strerror}",
                                "check that its directory exists and is writable") from None
     log.info(f"wrote {path}")

@@ -454,13 +454,11 @@ def cmd_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if old == ref:
         print(f"{entry.name}: {file}:{line} already pins {ref}; nothing to change")
     else:
-        tmp = file.with_name(f".{file.name}.hpm-tmp{os.getpid()}")
+        from hpm_boot.boot import write_atomic
+
         try:
-            tmp.write_bytes(new_text.encode("utf-8"))
-            os.chmod(tmp, file.stat().st_mode & 0o7777)
-            os.replace(tmp, file)
+            write_atomic(str(file), new_text.encode("utf-8"), file.stat().st_mode & 0o7777)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise NotWritableError(f"cannot write {file}: {exc.strerror}") from None
         if tags:
             print(f"{entry.name}: pinned tag {ref} in {file}:{line} (was {old})")

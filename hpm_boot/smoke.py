@@ -383,15 +383,12 @@ def junit_xml(checks: Sequence[Check], suite: str, lock: Mapping[str, Any] | Non
 
 
 def _write_report(path: str, data: bytes, log: Log) -> None:
+    from hpm_boot.boot import write_atomic
     from hpm_boot.errors import NotWritableError
 
     try:
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_atomic(path, data)
     except OSError as exc:
         raise NotWritableError(f"cannot write the JUnit report {path}: {exc.strerror}",
                                "give --junit a path on a writable volume") from None
