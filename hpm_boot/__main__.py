@@ -28,8 +28,16 @@ def main(argv: list[str] | None = None) -> int:
         if code is not None:
             return code
     from hpm_boot._pyz import setup
+    from hpm_boot.errors import HpmError
 
-    setup()  # inside hpm.pyz: the vendored packages and the msgspec wheel; else nothing
+    try:
+        setup()  # inside hpm.pyz: the rest of hpm, the vendored packages, msgspec; else nothing
+    except HpmError as exc:
+        import os
+
+        from hpm_boot.log import Log
+
+        return Log(os.environ).error(exc)
     from hpm_boot.cli import main as cli_main
 
     return cli_main(argv)

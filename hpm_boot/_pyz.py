@@ -1,17 +1,18 @@
 """Runtime support of ``hpm.pyz`` for the CLI path (and ``hpm self-check``).
 
-The pyz's generated ``__main__.py`` puts ``<pyz>/_vendor`` on ``sys.path`` and calls
-``hpm_boot.__main__.main`` directly: the container hot path (``boot``) and the reused
-ephemeral path (``launch``) never import this module. Only when ``main`` falls through
-to the CLI does it call ``setup()``, which (idempotently) makes sure ``_vendor`` (pure
-Python PyYAML and packaging) is on ``sys.path`` and installs a ``sys.meta_path`` finder.
-Standard library only and cheap at import.
+The pyz's generated ``__main__.py`` serves hpm_boot's start-path modules (this one among
+them) from a raw region of the file, through its ``HotModules`` loader, and calls
+``hpm_boot.__main__.main``: the container hot path (``boot``) and the reused ephemeral
+path (``launch``) need nothing else. Everything else (the other hpm_boot modules, pure
+Python PyYAML and packaging, the msgspec wheels, BUILD_INFO) is the "lib", a zip inside
+the pyz. Only when ``main`` falls through to the CLI does it call ``setup()``, which
+unpacks the lib once into the cache (a memory file when no cache place is writable) and
+puts it on ``sys.path``, and installs a ``sys.meta_path`` finder for msgspec.
 
 Only when ``msgspec`` is first imported does the finder pick the ``_wheels/`` entry that
-matches this interpreter by its wheel tags, extract it once into a cache directory
-(keyed by the wheel's sha256; atomic rename under an ``flock``, so racing processes are
-safe) and import it from there. ``BUILD_INFO`` (written by ``build_zipapp.py``) lists
-the wheels, their digests and parts, and what ``hpm --version`` shows.
+matches this interpreter by its wheel tags, extract it once into the cache (keyed by the
+wheel's sha256) and import it from there. Both unpackings are atomic renames under an
+``flock``, so racing processes are safe. Standard library only, and cheap at import.
 """
 
 from __future__ import annotations
@@ -21,36 +22,125 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and pathlib cost milliseconds: never imported at run time
+    from collections.abc import Callable
     from typing import Any
 
 _loader = globals().get("__loader__")
 #: Path of the running ``hpm.pyz``, or None when hpm runs from a source tree or a wheel.
-ARCHIVE: str | None = getattr(_loader, "archive", None)
+PYZ: str | None = getattr(_loader, "pyz", None)
 _BUILD_CMD = "python build_zipapp.py --platform {plat} --python {py}"
-_DAMAGED = "hpm: the file {} is damaged ({}); download or build it again\n"
+_DAMAGED = "the file {} is damaged ({}); download or build it again"
 _LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
 
 def setup() -> None:
-    """Make the vendored packages and the msgspec wheel importable (idempotent)."""
-    if ARCHIVE is None or any(isinstance(f, _WheelFinder) for f in sys.meta_path):
+    """Make hpm's other modules, the vendored packages and msgspec importable (idempotent)."""
+    if PYZ is None or any(isinstance(f, _WheelFinder) for f in sys.meta_path):
         return
-    vendor = f"{ARCHIVE}/_vendor"
-    if vendor not in sys.path:  # the pyz's __main__ puts it there first
-        at = sys.path.index(ARCHIVE) + 1 if ARCHIVE in sys.path else 0
-        sys.path.insert(at, vendor)
+    lib = lib_path()
+    pyc = [f"{lib}/_pyc/{sys.implementation.cache_tag}"] if compiled() else []
+    sys.path[:0] = [*pyc, f"{lib}/_vendor"]
+    sys.modules["hpm_boot"].__path__ = [f"{place}/hpm_boot" for place in (*pyc, lib)]
     sys.meta_path.insert(0, _WheelFinder())
+
+
+def compiled() -> bool:
+    """Whether the pyz carries bytecode for this interpreter (and uses it)."""
+    return bool(getattr(_loader, "bytecode", False))
+
+
+def lib_path() -> str:
+    """The pyz's lib zip as a file: found in a cache place, else unpacked there once."""
+    if _loader.lib_path is None:  # the loader stands for the pyz: it keeps where its lib is
+        _loader.lib_path = _unpack_lib()
+    return _loader.lib_path
+
+
+def _lib_data() -> bytes:
+    try:
+        return _loader.read(_loader.lib)
+    except (OSError, ValueError) as exc:
+        from hpm_boot.errors import DataError
+
+        raise DataError(_DAMAGED.format(PYZ, f"its lib zip: {exc}")) from None
+
+
+def _unpack_lib() -> str:
+    name = f"lib-{_loader.lib_key}.zip"
+    size = sum(length for _, length in _loader.lib[1])
+    places = cache_places()
+    for place in places:  # a warm cache (even read-only, e.g. made at image build time)
+        found = os.path.join(place, "lib", name)
+        try:
+            if os.stat(found).st_size == size:
+                return found
+        except OSError:
+            pass
+    problems = []
+    for place in places:
+        problem = _problem(place, "lib", probe=True)
+        if problem is None:
+            return _once(os.path.join(place, "lib", name), lambda tmp: _write(tmp, _lib_data()))
+        problems.append(f"{place}: {problem}")
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        # nowhere to write (a read-only root without a writable /tmp): a memory file,
+        # which zipimport opens by its /proc path; it closes at exec
+        fd = os.memfd_create("hpm-lib")
+        _write(fd, _lib_data())
+        return f"/proc/self/fd/{fd}"
+    from hpm_boot.errors import NotWritableError
+
+    raise NotWritableError("no cache directory to unpack hpm.pyz into; set HPM_CACHE to a writable directory",
+                           "\n".join(problems))
+
+
+def _write(file: str | int, data: bytes) -> None:
+    with open(file, "wb", closefd=isinstance(file, str)) as f:
+        f.write(data)
+
+
+def _once(final: str, make: Callable[[str], None]) -> str:
+    """``final`` (a file or a directory) made by ``make(temporary name)`` and renamed into
+    place, under an ``flock`` on ``final.lock``: racing processes make it once."""
+    import shutil
+
+    with open(f"{final}.lock", "a") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # no flock (Windows): the atomic rename alone decides
+            pass
+        if os.path.exists(final):  # another process won the race
+            return final
+        tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}-{os.getpid()}")
+        try:
+            make(tmp)
+            os.rename(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if os.path.isfile(tmp):
+                os.unlink(tmp)
+            if not os.path.exists(final):
+                raise
+    return final
 
 
 def build_info() -> dict[str, Any]:
     """What ``hpm --version`` shows: version, commit, dependency versions, wheels."""
-    if ARCHIVE is None:
+    if PYZ is None:
         from hpm_boot import __version__
 
         return {"version": __version__, "commit": "unknown", "deps": {}, "wheels": []}
     import json
 
-    return json.loads(_loader.get_data("BUILD_INFO"))
+    return json.loads(_lib_importer().get_data("BUILD_INFO"))
+
+
+def _lib_importer() -> Any:
+    import zipimport
+
+    return zipimport.zipimporter(lib_path())
 
 
 # -- wheel tags (a small stdlib stand-in for packaging.tags) ----------------------------
@@ -148,22 +238,24 @@ def cache_places() -> list[str]:
     return [*places, join(tmp, f"hpm-{uid}")]
 
 
-def _problem(place: str, probe: bool) -> str | None:
-    """Why ``place`` cannot hold loadable extensions (None: it can)."""
+def _problem(place: str, sub: str = "wheels", probe: bool = False) -> str | None:
+    """Why ``place`` cannot hold ``sub`` (None: it can): unpacked wheels need a place
+    where shared objects can be loaded, the lib zip only a writable one."""
     import tempfile
 
     try:
         if probe:
             os.makedirs(place, mode=0o700, exist_ok=True)
-            os.makedirs(os.path.join(place, "wheels"), mode=0o700, exist_ok=True)
+            os.makedirs(os.path.join(place, sub), mode=0o700, exist_ok=True)
         st = os.stat(place)
         uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
         if cache_places()[-1:] == [place] and (st.st_uid != uid or st.st_mode & 0o022):
             return "not owned by you or writable by others"  # in the shared temp dir
-        if hasattr(os, "statvfs") and os.statvfs(place).f_flag & getattr(os, "ST_NOEXEC", 0):
+        noexec = hasattr(os, "statvfs") and os.statvfs(place).f_flag & getattr(os, "ST_NOEXEC", 0)
+        if noexec and sub == "wheels":
             return "mounted noexec"
         if probe:
-            fd, name = tempfile.mkstemp(dir=os.path.join(place, "wheels"), prefix=".probe-")
+            fd, name = tempfile.mkstemp(dir=os.path.join(place, sub), prefix=".probe-")
             os.close(fd)
             os.unlink(name)
     except OSError as exc:
@@ -182,7 +274,7 @@ def place_state(place: str) -> str:
         return f"absent; cannot be created ({parent} is not a writable directory)"
     if not os.path.isdir(place):
         return "not a directory"
-    problem = _problem(place, probe=False)
+    problem = _problem(place)
     if problem:
         return problem
     wheels = os.path.join(place, "wheels")
@@ -216,13 +308,13 @@ def extracted_dir(wheel: dict[str, Any]) -> str:
     places, key = cache_places(), _key(wheel)
     for place in places:  # a warm cache (even read-only, e.g. made at image build time)
         found = os.path.join(place, "wheels", key)
-        if os.path.isdir(found) and _problem(place, probe=False) is None:
+        if os.path.isdir(found) and _problem(place) is None:
             return found
     problems = []
     for place in places:
         problem = _problem(place, probe=True)
         if problem is None:
-            return _extract(wheel, os.path.join(place, "wheels"), key)
+            return _once(os.path.join(place, "wheels", key), lambda tmp: _unzip_wheel(wheel, tmp))
         problems.append(f"{place}: {problem}")
     from hpm_boot.errors import NotWritableError
 
@@ -232,37 +324,18 @@ def extracted_dir(wheel: dict[str, Any]) -> str:
     )
 
 
-def _extract(wheel: dict[str, Any], parent: str, key: str) -> str:
+def _unzip_wheel(wheel: dict[str, Any], directory: str) -> None:
     import hashlib
     import io
-    import shutil
-    import tempfile
     import zipfile
 
-    final = os.path.join(parent, key)
-    with open(f"{final}.lock", "a") as lock:
-        try:
-            import fcntl
+    importer = _lib_importer()
+    data = b"".join(importer.get_data(f"_wheels/{wheel['file']}/{i}") for i in range(wheel["parts"]))
+    if hashlib.sha256(data).hexdigest() != wheel["sha256"]:
+        from hpm_boot.errors import DataError
 
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except ImportError:  # no flock (Windows): the atomic rename alone decides
-            pass
-        if os.path.isdir(final):  # another process won the race
-            return final
-        data = b"".join(_loader.get_data(f"_wheels/{wheel['file']}/{i}") for i in range(wheel["parts"]))
-        if hashlib.sha256(data).hexdigest() != wheel["sha256"]:
-            from hpm_boot.errors import DataError
-
-            raise DataError(_DAMAGED.format(ARCHIVE, f"{wheel['file']} fails its digest")[5:-1])
-        tmp = tempfile.mkdtemp(prefix=f".{key}-", dir=parent)
-        try:
-            zipfile.ZipFile(io.BytesIO(data)).extractall(tmp)
-            os.rename(tmp, final)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not os.path.isdir(final):
-                raise
-    return final
+        raise DataError(_DAMAGED.format(PYZ, f"{wheel['file']} fails its digest"))
+    zipfile.ZipFile(io.BytesIO(data)).extractall(directory)
 
 
 class _WheelFinder:
@@ -306,13 +379,14 @@ def self_check_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "executable": sys.executable,
-        "archive": ARCHIVE,
+        "archive": PYZ,
+        "lib": getattr(_loader, "lib_path", None),
         "interpreter": py,
         "abi": abi,
         "platform_tags": platform_tags(),
         "build": build_info(),
     }
-    if ARCHIVE is not None:
+    if PYZ is not None:
         wheels = _wheels()
         name = select_wheel(sorted(wheels))
         info["msgspec_wheel"] = name

@@ -58,7 +58,7 @@ def collect(env: Mapping[str, str]) -> dict[str, Any]:
     build = info.pop("build")
     report: dict[str, Any] = {
         "hpm": {"version": build.get("version"), "commit": build.get("commit", "unknown"),
-                "archive": info.pop("archive"), "bytecode": _bytecode_state()},
+                "archive": info.pop("archive"), "lib": info.pop("lib"), "bytecode": _bytecode_state()},
         "interpreter": {
             "version": info.pop("python"),
             "executable": info.pop("executable"),
@@ -82,9 +82,9 @@ def collect(env: Mapping[str, str]) -> dict[str, Any]:
 
 def _bytecode_state() -> str:
     """Whether hpm's modules came from bytecode shipped in the pyz, for this interpreter."""
-    if _pyz.ARCHIVE is None:
+    if _pyz.PYZ is None:
         return "installed package (the interpreter's own __pycache__)"
-    if f"/_pyc/{sys.implementation.cache_tag}/" in (_pyz.__file__ or ""):
+    if _pyz.compiled():
         return f"compiled for {sys.implementation.cache_tag}, shipped in the pyz"
     return f"none for {sys.implementation.cache_tag}: compiled from source at every start"
 
@@ -92,7 +92,7 @@ def _bytecode_state() -> str:
 def _msgspec(info: dict[str, Any], problems: list[tuple[int, str]]) -> dict[str, Any]:
     """The wheel chosen, where it lives, and the outcome of importing msgspec (timed)."""
     out: dict[str, Any] = {}
-    if _pyz.ARCHIVE is not None:
+    if _pyz.PYZ is not None:
         out["wheel"] = info.get("msgspec_wheel")
         out["cached_in"] = info.get("msgspec_dir")
         if out["cached_in"] is None and out["wheel"]:
@@ -158,6 +158,7 @@ def print_report(report: dict[str, Any]) -> None:
     rows: list[tuple[str, str]] = [
         ("hpm", f"{hpm['version']} (commit {hpm['commit']})"),
         ("running from", hpm["archive"] or "installed package"),
+        *([("hpm modules in", hpm["lib"])] if hpm["lib"] else []),
         ("bytecode", hpm["bytecode"]),
         ("python", f"{interp['version']} {interp['implementation']} ({interp['executable']})"),
         ("tags", f"{interp['interpreter_tag']}-{interp['abi_tag']}-{interp['platform_tags'][0]}"

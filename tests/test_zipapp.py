@@ -8,9 +8,12 @@ once, in the session fixture, before any build.
 
 from __future__ import annotations
 
+import io
 import json
+import marshal
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -31,6 +34,8 @@ OTHER_PLATFORM = "musllinux_aarch64" if ARCH == "x86_64" else "musllinux_x86_64"
 PROBE = """\
 import json, sys
 sys.path.insert(0, sys.argv[1])
+import _hpm_start
+_hpm_start.serve(sys.argv[1])  # as the pyz's __main__.py does, without running hpm
 import hpm_boot._pyz as p
 p.setup()
 from hpm_boot.errors import HpmError
@@ -40,7 +45,7 @@ except HpmError as exc:
     print(json.dumps({"error": type(exc).__name__, "code": exc.exit_code,
                       "message": exc.message, "details": exc.details}))
     raise SystemExit(0)
-print(json.dumps({"msgspec": msgspec.__file__, "yaml": yaml.__file__,
+print(json.dumps({"msgspec": msgspec.__file__, "yaml": yaml.__file__, "lib": p.lib_path(),
                   "libyaml": yaml.__with_libyaml__, "packaging": packaging.__file__,
                   "roundtrip": msgspec.json.decode(msgspec.json.encode({"a": [1]})),
                   "self_check": p.self_check_info()}))
@@ -82,6 +87,12 @@ def run_probe(python: str, archive: Path, env: dict[str, str], cwd: Path) -> dic
     return json.loads(done.stdout)
 
 
+def lib_zip(pyz: Path | bytes) -> zipfile.ZipFile:
+    """The lib zip inside ``pyz`` (everything but the start path)."""
+    data = pyz if isinstance(pyz, bytes) else pyz.read_bytes()
+    return zipfile.ZipFile(io.BytesIO(build_zipapp.read_region(data, build_zipapp.read_layout(data)["lib"])))
+
+
 def cache_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HPM_", "XDG_"))}
     env.update({"HPM_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path / "home"), **extra})
@@ -103,30 +114,49 @@ def test_source_date_epoch_and_modes(
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     out = tmp_path / "hpm.pyz"
     build_zipapp.build(out, wheels_dir, ["3.12"], ["manylinux_x86_64"], offline=True)
-    with zipfile.ZipFile(out) as zf:
-        infos = zf.infolist()
+    with zipfile.ZipFile(out) as outer, lib_zip(out) as lib:
+        infos = outer.infolist() + lib.infolist()
         assert {i.date_time for i in infos} == {(2023, 11, 14, 22, 13, 20)}
         assert {i.external_attr >> 16 for i in infos} == {0o100644}
-        info = json.loads(zf.read("BUILD_INFO"))
+        info = json.loads(lib.read("BUILD_INFO"))
     assert info["source_date_epoch"] == 1700000000
     assert out.read_bytes().startswith(b"#!/usr/bin/env python3\n")
 
 
 def test_layout_and_build_info(pyz: Path) -> None:
-    with zipfile.ZipFile(pyz) as zf:
-        names = set(zf.namelist())
-        info = json.loads(zf.read("BUILD_INFO"))
+    data = pyz.read_bytes()
+    layout = build_zipapp.read_layout(data)
+    with zipfile.ZipFile(pyz) as zf:  # what Python reads at every start: a few entries
+        outer = set(zf.namelist())
         main_py = zf.read("__main__.py").decode()
-    assert {"__main__.py", "BUILD_INFO", "hpm_boot/__init__.py", "hpm_boot/_pyz.py"} <= names
+    with lib_zip(data) as lib:
+        names = set(lib.namelist())
+        info = json.loads(lib.read("BUILD_INFO"))
+    tags = {c["tag"] for c in info["bytecode"].values()}
+    tag = sys.implementation.cache_tag
+    assert tag in tags
+    assert outer == {"__main__.py", "LAYOUT", "_hpm_start.py", *(f"{t}/_hpm_start.pyc" for t in tags)}
+    assert "_hpm_start" in main_py and len(main_py) < 1800
+    # the start path: tiers of modules per interpreter, and as source for the others
+    hot = [m for tier in build_zipapp.HOT for m in tier]
+    assert info["start_modules"][0] == ["hpm_boot", "hpm_boot.__main__", "hpm_boot.boot", "hpm_boot.errors",
+                                        "hpm_boot.log"]
+    assert set(layout["hot"]) == tags
+    for regions in [layout["source"], *(r for _, r in layout["hot"].values())]:
+        assert [names for names, _ in regions] == [tuple(t) for t in info["start_modules"]]
+    source = {}
+    for _, region in layout["source"]:
+        source.update(marshal.loads(build_zipapp.read_region(data, region)))
+    assert source["hpm_boot.boot"] == (False, (ROOT / "hpm_boot" / "boot.py").read_bytes())
+    # the lib: everything else
+    assert {"__main__.py", "BUILD_INFO", "hpm_boot/cli.py"} <= names and "hpm_boot/_pyz.py" not in names
     assert {"_vendor/yaml/__init__.py", "_vendor/packaging/tags.py"} <= names
     assert not [n for n in names if n.endswith(".so") or n.startswith("_vendor/_yaml")]
     assert not [n for n in names if n.endswith(".pyc") and not n.startswith("_pyc/")]
-    tag = sys.implementation.cache_tag
-    assert {f"_pyc/{tag}/hpm_boot/boot.pyc", f"_pyc/{tag}/yaml/__init__.pyc"} <= names
-    assert {c["tag"] for c in info["bytecode"].values()} >= {tag}
+    assert {f"_pyc/{tag}/hpm_boot/cli.pyc", f"_pyc/{tag}/yaml/__init__.pyc"} <= names
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hpm_boot").rglob("*.py")}
-    assert {n for n in names if n.startswith("hpm_boot/")} == sources
-    assert "hpm_boot._pyz" in main_py and len(main_py) < 2500
+    in_lib = {n for n in names if n.startswith("hpm_boot/")}
+    assert in_lib == sources - {f"hpm_boot/{m}.py" for m in [*hot, "_start"]}
     assert info["deps"] == build_zipapp.PINS
     assert len(info["wheels"]) == len(build_zipapp.PYTHONS) * len(build_zipapp.PLATFORMS)
     for wheel in info["wheels"]:
@@ -150,8 +180,11 @@ def test_imports_from_the_pyz(version: str, pyz: Path, tmp_path: Path) -> None:
     out = run_probe(python, pyz, cache_env(tmp_path), tmp_path)
     cache = tmp_path / "cache" / "wheels"
     assert Path(out["msgspec"]).is_relative_to(cache)
-    assert out["yaml"].startswith(f"{pyz}/_vendor/yaml/") and out["libyaml"] is False
-    assert out["packaging"].startswith(f"{pyz}/_vendor/packaging/")
+    lib = out["lib"]
+    assert Path(lib).parent == tmp_path / "cache" / "lib" and Path(lib).is_file()
+    tag = f"cpython-{version.replace('.', '')}"
+    assert out["yaml"] == f"{lib}/_pyc/{tag}/yaml/__init__.pyc" and out["libyaml"] is False
+    assert out["packaging"] == f"{lib}/_pyc/{tag}/packaging/__init__.pyc"
     assert out["roundtrip"] == {"a": [1]}
     assert out["self_check"]["interpreter"] == f"cp{version.replace('.', '')}"
     assert out["self_check"]["msgspec_wheel"].startswith(f"msgspec-{build_zipapp.PINS['msgspec']}-cp")
@@ -180,6 +213,8 @@ def test_two_hundred_processes_race_on_a_cold_cache(pyz: Path, tmp_path: Path) -
     dirs = [n for n in entries if (tmp_path / "cache" / "wheels" / n).is_dir()]
     assert len(dirs) == 1 and not dirs[0].startswith(".")
     assert entries == sorted([dirs[0], f"{dirs[0]}.lock"])  # no temp or probe leftovers
+    libs = sorted(p.name for p in (tmp_path / "cache" / "lib").iterdir())
+    assert len(libs) == 2 and libs[1] == f"{libs[0]}.lock"  # the lib zip too: unpacked once
 
 
 def test_unusable_cache_falls_back(pyz: Path, tmp_path: Path) -> None:
@@ -188,6 +223,7 @@ def test_unusable_cache_falls_back(pyz: Path, tmp_path: Path) -> None:
     env = cache_env(tmp_path, HPM_CACHE=str(blocker / "cache"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
     out = run_probe(sys.executable, pyz, env, tmp_path)
     assert Path(out["msgspec"]).is_relative_to(tmp_path / "xdg" / "hpm" / "wheels")
+    assert Path(out["lib"]).is_relative_to(tmp_path / "xdg" / "hpm" / "lib")
     if os.geteuid() != 0:  # root writes anywhere: a read-only directory only stops others
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
@@ -212,12 +248,19 @@ def test_no_usable_cache_is_one_clear_error(pyz: Path, tmp_path: Path) -> None:
     out = run_probe(sys.executable, pyz, env, tmp_path)
     assert out["error"] == "NotWritableError" and out["code"] == 73
     assert "HPM_CACHE" in out["message"] and str(blocker / "c") in out["details"]
+    # hpm's own modules need no cache: they go to a memory file; only msgspec needs one
+    done = subprocess.run([sys.executable, str(pyz), "--version"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.startswith("hpm "), done.stderr
+    done = subprocess.run([sys.executable, str(pyz), "validate", "-r", str(ROOT / "examples" / "registry")],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 73
+    assert done.stderr.startswith("hpm: error: no cache directory to unpack msgspec"), done.stderr
 
 
 def test_a_platform_without_a_wheel_is_a_clear_error(wheels_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.pyz"
     info = build_zipapp.build(other, wheels_dir, None, [OTHER_PLATFORM], offline=True)
-    assert info["size"] - sum(w["size"] for w in info["wheels"]) < 2_500_000  # mostly bytecode
+    assert info["size"] - sum(w["size"] for w in info["wheels"]) < 3_000_000  # mostly bytecode
     out = run_probe(sys.executable, other, cache_env(tmp_path), tmp_path)
     assert out["error"] == "NotFoundError" and out["code"] == 66
     py = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -251,48 +294,58 @@ def test_a_truncated_pyz_says_it_is_damaged(pyz: Path, tmp_path: Path, cut: floa
     )
 
 
-@pytest.mark.parametrize("member", ["hpm_boot/_pyz.py", "_pyc/{tag}/hpm_boot/_pyz.pyc"])
-def test_a_corrupted_member_says_it_is_damaged(
-    pyz: Path, wheels_dir: Path, tmp_path: Path, member: str
-) -> None:
-    if member.endswith(".py"):  # sources are read only where no bytecode fits
+@pytest.mark.parametrize("where", ["first tier", "second tier", "source", "lib", "start code"])
+def test_a_corrupted_pyz_says_it_is_damaged(pyz: Path, wheels_dir: Path, tmp_path: Path, where: str) -> None:
+    if where == "source":  # read only where no bytecode fits
         pyz = tmp_path / "plain.pyz"
         build_zipapp.build(pyz, wheels_dir, ["3.12"], ["manylinux_x86_64"], offline=True, bytecode=[])
     data = bytearray(pyz.read_bytes())
-    with zipfile.ZipFile(pyz) as zf:
-        member = zf.getinfo(member.format(tag=sys.implementation.cache_tag))
-    start = member.header_offset + 30 + len(member.filename) + 8
-    data[start : start + 32] = b"\xff" * 32
+    layout = build_zipapp.read_layout(bytes(data))
+    tag = sys.implementation.cache_tag
+    if where == "start code":
+        with zipfile.ZipFile(pyz) as zf:
+            member = zf.getinfo(f"{tag}/_hpm_start.pyc")
+        at = member.header_offset + 30 + len(member.filename) + 16
+    else:
+        tiers = layout["source"] if where == "source" else layout["hot"][tag][1]
+        region = layout["lib"] if where == "lib" else tiers[where == "second tier"][1]
+        at = region[1][0][0] + region[1][0][1] // 2
+    data[at : at + 32] = b"\xff" * 32
     bad = tmp_path / "bad.pyz"
     bad.write_bytes(data)
-    done = subprocess.run([sys.executable, str(bad), "--version"], capture_output=True, text=True)
-    assert done.returncode == 65
-    assert done.stderr.startswith(f"hpm: the file {bad} is damaged (") and done.stderr.count("\n") == 1
+    # `install` with a lock imports from both tiers (payload); the CLI (--version) the lib
+    args = ["--version"] if where == "lib" else ["install"]
+    env = cache_env(tmp_path, HPM_LOCK_B64="hpm1.AAAA")
+    done = subprocess.run([sys.executable, str(bad), *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 65, done.stderr
+    assert "damaged" in done.stderr and done.stderr.count("\n") == 1, done.stderr
 
 
 def test_bytecode_is_used_and_can_be_left_out(wheels_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "plain.pyz"
     info = build_zipapp.build(out, wheels_dir, ["3.12"], ["manylinux_x86_64"], offline=True, bytecode=[])
     assert info["bytecode"] == {}
-    with zipfile.ZipFile(out) as zf:
-        assert not [n for n in zf.namelist() if n.endswith(".pyc")]
-        assert "BYTECODE = {}" in zf.read("__main__.py").decode()
-    done = subprocess.run([sys.executable, str(out), "--version"], capture_output=True, text=True)
+    with zipfile.ZipFile(out) as zf, lib_zip(out) as lib:
+        assert not [n for n in zf.namelist() + lib.namelist() if n.endswith(".pyc")]
+    assert build_zipapp.read_layout(out.read_bytes())["hot"] == {}
+    done = subprocess.run([sys.executable, str(out), "--version"], capture_output=True, text=True,
+                          env=cache_env(tmp_path))  # fmt: skip
     assert done.returncode == 0 and done.stdout.startswith("hpm "), done.stderr
 
 
 def test_a_corrupted_wheel_fails_its_digest(pyz: Path, tmp_path: Path) -> None:
-    data = bytearray(pyz.read_bytes())
-    wheel = _pyz.select_wheel(
-        [w["file"] for w in json.loads(zipfile.ZipFile(pyz).read("BUILD_INFO"))["wheels"]]
-    )
-    with zipfile.ZipFile(pyz) as zf:
-        member = zf.getinfo(f"_wheels/{wheel}/0")
-    start = member.header_offset + 30 + len(member.filename) + 1000
-    data[start : start + 4] = b"\x00\x01\x02\x03"
-    bad = tmp_path / "bad.pyz"
-    bad.write_bytes(data)
-    out = run_probe(sys.executable, bad, cache_env(tmp_path), tmp_path)
+    env = cache_env(tmp_path)
+    run_probe(sys.executable, pyz, env, tmp_path)  # unpacks the lib zip, and msgspec
+    shutil.rmtree(tmp_path / "cache" / "wheels")
+    with lib_zip(pyz) as lib:
+        wheel = _pyz.select_wheel([w["file"] for w in json.loads(lib.read("BUILD_INFO"))["wheels"]])
+        member = lib.getinfo(f"_wheels/{wheel}/0")
+    (cached,) = (tmp_path / "cache" / "lib").glob("*.zip")  # damaged in the cache, after its check
+    data = bytearray(cached.read_bytes())
+    at = member.header_offset + 30 + len(member.filename) + 1000
+    data[at : at + 4] = b"\x00\x01\x02\x03"
+    cached.write_bytes(data)
+    out = run_probe(sys.executable, pyz, env, tmp_path)
     assert out["error"] == "DataError" and out["code"] == 65
     assert "fails its digest" in out["message"]
 
@@ -333,6 +386,7 @@ def test_noexec_place_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert _pyz._problem(str(tmp_path), probe=True) is None
     monkeypatch.setattr(os, "statvfs", lambda path: NoExec())
     assert _pyz._problem(str(tmp_path), probe=True) == "mounted noexec"
+    assert _pyz._problem(str(tmp_path), "lib", probe=True) is None  # a zip needs no exec
 
 
 def test_cache_places_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -347,5 +401,5 @@ def test_cache_places_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 def test_build_info_outside_a_pyz() -> None:
     from hpm_boot import __version__
 
-    assert _pyz.ARCHIVE is None
+    assert _pyz.PYZ is None
     assert _pyz.build_info()["version"] == __version__ and _pyz.build_info()["commit"] == "unknown"
