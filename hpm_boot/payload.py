@@ -19,9 +19,7 @@ checked); with a key an unsigned or wrongly signed payload is refused (exit 77).
 
 from __future__ import annotations
 
-import binascii
 import sys
-import zlib
 
 from hpm_boot.errors import DataError, NotFoundError, SignatureError, UsageError
 
@@ -29,16 +27,6 @@ TYPE_CHECKING = False  # avoids importing typing (milliseconds) on the hot path
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
-
-# Every import here is paid at each container start. ``hashlib`` loads OpenSSL, ``base64``
-# and ``json`` import ``re``: the C modules under them do the same work for a fraction.
-try:
-    from _sha2 import sha256 as _sha256  # 3.12+
-except ImportError:
-    try:
-        from _sha256 import sha256 as _sha256  # 3.10, 3.11
-    except ImportError:
-        from hashlib import sha256 as _sha256
 
 PREFIX = "hpm1."
 """Text marker of envelope v1, readable without decoding anything."""
@@ -121,6 +109,21 @@ def canonical_bytes(obj: Any) -> bytes:
         raise DataError(f"lock is not plain JSON data: {exc}") from None
 
 
+# Every import is paid at each container start. ``hashlib`` loads OpenSSL, ``base64`` and
+# ``json`` import ``re``: the C modules under them do the same work for a fraction. They
+# are imported where a payload envelope is handled: a plain JSON lock file needs none.
+def _sha256(data: bytes) -> Any:
+    """A SHA-256 object of ``data``: ``hashlib.sha256`` without ``hashlib``."""
+    try:
+        if sys.version_info >= (3, 12):
+            from _sha2 import sha256
+        else:
+            from _sha256 import sha256
+    except ImportError:  # not CPython
+        from hashlib import sha256
+    return sha256(data)
+
+
 def digest(obj: Any) -> str:
     """``"sha256:<hex>"`` of ``canonical_bytes(obj)``: the identity of a lock."""
     return DIGEST_ALG + _sha256(canonical_bytes(obj)).hexdigest()
@@ -154,6 +157,9 @@ def encode(lock: dict[str, Any], key: bytes | None = None) -> str:
             f"lock is too large to carry: {len(body)} bytes, "
             f"the limit is {MAX_BODY_BYTES} bytes uncompressed"
         )
+    import binascii
+    import zlib
+
     return PREFIX + binascii.b2a_base64(zlib.compress(body, ZLIB_LEVEL), newline=False).decode("ascii")
 
 
@@ -264,6 +270,8 @@ def _strip_prefix(text: str, source: str) -> str:
 
 
 def _b64decode(b64: str, source: str) -> bytes:
+    import binascii
+
     try:
         if sys.version_info >= (3, 11):
             return binascii.a2b_base64(b64, strict_mode=True)
@@ -287,6 +295,8 @@ def _b64_hint(b64: str) -> str:
 
 
 def _decompress(data: bytes, source: str) -> bytes:
+    import zlib
+
     dec = zlib.decompressobj()
     try:
         body = dec.decompress(data, MAX_BODY_BYTES + 1)
@@ -480,7 +490,8 @@ def load_file(path: str, key: bytes | None, source: str) -> tuple[dict[str, Any]
     """A lock file, payload or plain JSON (detected); ``source`` names it in messages."""
     raw = _read_file(path, source, MAX_FILE_BYTES)
     try:
-        text = raw.decode("utf-8-sig").strip()
+        # not decode("utf-8-sig"): that codec is a module import of its own
+        text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise DataError(f"{source} is not UTF-8 text", str(exc)) from None
     if not text.startswith(("{", "[")):
