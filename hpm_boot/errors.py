@@ -83,8 +83,24 @@ class Interrupted(HpmError):
 
 def mask_credentials(text: str) -> str:
     """Hide ``user:password@`` in every URL of ``text``."""
-    if "@" not in text:
-        return text  # and no ``re`` import: the boot hot path logs through here
+    if not _may_hold_credentials(text):
+        return text  # and no ``re`` import: the boot path logs through here
     import re
 
     return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+
+
+def _may_hold_credentials(text: str) -> bool:
+    """Whether some ``://`` is followed by ``@`` before any ``/``: only then can
+    ``mask_credentials`` have something to hide. uv names every git pin it installs as
+    ``git+https://host/repo@<commit>``, which has an ``@`` but no credentials."""
+    start = text.find("://")
+    while start >= 0:
+        at = text.find("@", start + 3)
+        if at < 0:
+            return False
+        slash = text.find("/", start + 3)
+        if slash < 0 or at < slash:
+            return True
+        start = text.find("://", start + 3)
+    return False

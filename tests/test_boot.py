@@ -4,6 +4,7 @@ reader, conda specs, quoting, the warm-start stamp."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpm_boot import boot, payload
+from hpm_boot import boot, errors, payload
 
 
 @pytest.mark.parametrize(
@@ -72,6 +73,34 @@ def test_conda_spec(spec: str, expected: tuple[str, str | None]) -> None:
 @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=8), max_size=5))
 def test_quote_round_trips_through_shlex(argv: list[str]) -> None:
     assert shlex.split(boot._quote(argv)) == argv
+
+
+url_text = st.lists(st.sampled_from(["a", "Z9", "/", "@", ":", "://", " ", "\t", "git+https", ".", "-"]),
+                    max_size=12).map("".join)
+
+
+@given(url_text)
+def test_mask_credentials_is_the_regex_even_when_it_skips_it(text: str) -> None:
+    assert errors.mask_credentials(text) == re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+
+
+def test_mask_credentials_skips_re_for_uv_git_lines() -> None:
+    line = " + plugin==0.1.0 (from git+https://git.example/org/plugin@0123abcd)"
+    assert not errors._may_hold_credentials(line) and errors.mask_credentials(line) == line
+    assert errors.mask_credentials("git+https://tok@git.example/o/p@v1") == "git+https://***@git.example/o/p@v1"
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab =$#*;|&-\xa0\x0b'\"\\\t\r\n")), max_size=12))
+def test_split_command_is_shlex_split(command: str) -> None:
+    try:
+        expected: list[str] | type[ValueError] = shlex.split(command)
+    except ValueError:
+        expected = ValueError
+    try:
+        got: list[str] | type[ValueError] = boot.split_command(command)
+    except ValueError:
+        got = ValueError
+    assert got == expected
 
 
 def test_file_urls() -> None:

@@ -16,6 +16,7 @@ from tests.support.factory import make_venv, run_uv
 from tests.support.hpm_venv import hpm_in_venv
 from tests.support.nobody import NOBODY, SYSTEM_PYTHON, shared_tmpdir, skip_unless_nobody_can_run_python
 from tests.support.world import (
+    HPM,
     World,
     b64_of,
     probe_of,
@@ -64,6 +65,25 @@ def test_lock_file_into_fresh_hpm_venv_one_transaction(world: World) -> None:
     assert "--require-hashes" not in installs[0]  # the git pin has no hash
     assert len(uv_calls(log, "venv")) == 1
     assert "hpm: installed 5 packages in" in proc.stderr
+
+
+def test_cold_install_from_a_json_lock_file_imports_little(world: World) -> None:
+    """A plain JSON lock needs none of a payload's codecs; uv's line for a git pin
+    (``git+file://.../repo@<commit>``) holds an ``@`` but nothing to mask, and the stamp
+    splits an entrypoint without quotes at its spaces: no ``re``."""
+    world.standard_registry()
+    lock = world.lock("hpmtest-gitplugin", "hpmtest-extra")
+    proc = subprocess.run(
+        [HPM[0], "-X", "importtime", *HPM[1:], "install", "--lock", str(lock), *world.index()],
+        env={**world.env, "HPM_VENV": str(world.tmp / "venv")}, capture_output=True, text=True, cwd=world.tmp,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "gitplugin@" in proc.stderr and "hpm: installed 4 packages in" in proc.stderr
+    imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+    assert "hpm_boot.install" in imported
+    heavy = {"binascii", "zlib", "_sha256", "_sha2", "hashlib", "encodings.utf_8_sig", "re", "shlex", "json",
+             "subprocess"}
+    assert not heavy & imported, proc.stderr
 
 
 def test_require_hashes_when_every_pin_has_one(world: World) -> None:
