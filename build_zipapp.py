@@ -1,26 +1,28 @@
 """Build ``dist/hpm.pyz``: one reproducible file holding hpm and its dependencies.
 
-Layout of the archive (a zip with a ``#!/usr/bin/env python3`` line in front)::
+Layout (docs/pyz.md has the why of each part), in file order::
 
-    __main__.py              generated, written last: picks _pyc/<tag> after checking its
-                             CRC, puts _vendor on sys.path, calls hpm_boot.__main__.main()
-    BUILD_INFO               JSON: version, git commit, dependency pins, wheel index, bytecode
-    _pyc/<cache tag>/**.pyc  hpm_boot, yaml and packaging compiled per interpreter version
-    hpm_boot/**.py           the package, read from this repository
-    _vendor/yaml/*.py        pure-Python PyYAML (no _yaml C extension)
-    _vendor/packaging/*.py   packaging
-    _vendor/licenses/...     the vendored projects' license files
-    _wheels/<file.whl>/<n>   msgspec wheels, whole, stored in parts of at most 48 KiB
-                             (parts are joined again before unpacking)
+    #!/usr/bin/env python3
+    the lib zip              a complete zip of everything but the start path: BUILD_INFO,
+                             hpm_boot's other modules, _pyc/<cache tag>/**.pyc,
+                             _vendor/yaml, _vendor/packaging, _wheels/<file.whl>/<n>
+                             (msgspec wheels in parts of at most 48 KiB); hpm_boot._pyz
+                             unpacks it into the cache on the CLI path
+    start-path regions       raw bytes: the HOT modules, two tiers, marshalled per cache
+                             tag (and as source), each checked with a SipHash
+    the small zip            what Python reads at every start: __main__.py (generated),
+                             LAYOUT (where the lib and the regions are), _hpm_start.py and
+                             <cache tag>/_hpm_start.pyc (hpm_boot/_start.py)
 
-Between the members, in no directory: tiny complete zips ("rescue zips") whose
-__main__.py reports a damaged file. They sit at most ~56 KiB apart. When a download or copy cuts the file
-short, its real end record is gone and Python's zipimport falls back to the last end
-record within the final 64 KiB: a rescue zip, which says the file is damaged and exits
-65 instead of Python's "can't find '__main__' module". That is also why wheels are
-stored in parts, cut through their own end records. The archive comment (64 bytes)
-lets a file cut by at most 64 bytes run as usual; a cut 65..86 bytes short, inside the
-main end record, is the one place where Python's own message shows. ``hpm_boot/_pyz.py`` is the runtime side.
+Between the parts and the lib's members, in no directory: tiny complete zips ("rescue
+zips") whose __main__.py reports a damaged file. They sit at most ~56 KiB apart. When a
+download or copy cuts the file short, its real end record is gone and Python's zipimport
+falls back to the last end record within the final 64 KiB: a rescue zip, which says the
+file is damaged and exits 65 instead of Python's "can't find '__main__' module". That is
+also why wheels are stored in parts, and raw regions cut, through their own end-record
+signatures. The archive comment (64 bytes) lets a file cut by at most 64 bytes run as
+usual; a cut 65..86 bytes short, inside the main end record, is the one place where
+Python's own message shows.
 
 Reproducible: entries in a fixed order, timestamps from SOURCE_DATE_EPOCH (else the last
 commit's time, else 1980-01-01), fixed modes, deflate level 9 (stored for wheels).
