@@ -1,12 +1,12 @@
 """Helpers shared by the bench scripts (no bench in this module).
 
 ``write_section`` records a bench's figures in ``docs/benchmarks.md``; ``write_pypi_registry``
-writes the registry of tiny packages several benches lock and install.
+writes the registry of PyPI-style manifests several benches lock and install.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,12 +30,14 @@ def write_section(text: str, heading: str) -> None:
     DOC.write_text(doc, encoding="utf-8")
 
 
-def write_pypi_registry(registry: Path, names: Iterable[str]) -> Path:
-    """Create the directory ``registry`` with one manifest per name: version 1.0.0, from the
-    package index, pinned ``==1.0.0``. Returns ``registry``."""
+def write_pypi_registry(registry: Path, names: Iterable[str] | Mapping[str, str]) -> Path:
+    """Create the directory ``registry`` with one manifest per name, from the package index,
+    pinned ``==VERSION``: the mapping's value when ``names`` maps names to versions, else
+    1.0.0. Returns ``registry``."""
+    pins = names.items() if isinstance(names, Mapping) else ((name, "1.0.0") for name in names)
     registry.mkdir()
-    for name in names:
+    for name, version in pins:
         (registry / f"{name}.yaml").write_text(
-            f'name: {name}\nversion: 1.0.0\nsources:\n  prod: {{type: pypi, version: "==1.0.0"}}\n'
+            f'name: {name}\nversion: {version}\nsources:\n  prod: {{type: pypi, version: "=={version}"}}\n'
         )
     return registry
