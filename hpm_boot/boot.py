@@ -106,7 +106,7 @@ def installed(site_dirs: Sequence[str]) -> dict[str, tuple[str, str]]:
                 version = version.partition("-py")[0]
             else:
                 continue
-            found.setdefault(_norm(name), (version, os.path.join(directory, entry)))
+            found.setdefault(_norm(name), (version, directory + os.sep + entry))  # join: 1.5 us each
     return found
 
 
