@@ -117,11 +117,11 @@ def _once(final: str, make: Callable[[str], None]) -> str:
         try:
             make(tmp)
             os.rename(tmp, final)
-        except OSError:
+        except BaseException as exc:  # nothing half-made stays behind, whatever stopped it
             shutil.rmtree(tmp, ignore_errors=True)
             if os.path.isfile(tmp):
                 os.unlink(tmp)
-            if not os.path.exists(final):
+            if not (isinstance(exc, OSError) and os.path.exists(final)):
                 raise
     return final
 
