@@ -4,6 +4,24 @@ from __future__ import annotations
 
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+
+def end_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown, which costs ~1.2 ms (8% of
+    hpm's own time on a cold install). Safe after ``boot.fast_run``: every file it writes
+    is closed (and renamed into place) before it returns, and it registers no atexit hook."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105 (contextlib.suppress would cost an import)
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed, or None: nothing more to say
+            pass
+    os._exit(code)
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -26,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
         code = fast_run(argv[1:], os.environ, exec_after=argv[0] == "run")
         if code is not None:
-            return code
+            end_now(code)
     from hpm_boot._pyz import setup
     from hpm_boot.errors import HpmError
 
