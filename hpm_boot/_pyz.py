@@ -66,22 +66,18 @@ def _lib_data() -> bytes:
 
 
 def _unpack_lib() -> str:
-    name = f"lib-{_loader.lib_key}.zip"
     size = sum(length for _, length in _loader.lib[1])
-    places = cache_places()
-    for place in places:  # a warm cache (even read-only, e.g. made at image build time)
-        found = os.path.join(place, "lib", name)
+
+    def ready(place: str, path: str) -> bool:
         try:
-            if os.stat(found).st_size == size:
-                return found
+            return os.stat(path).st_size == size
         except OSError:
-            pass
-    problems = []
-    for place in places:
-        problem = _problem(place, "lib", probe=True)
-        if problem is None:
-            return _once(os.path.join(place, "lib", name), lambda tmp: _write(tmp, _lib_data()))
-        problems.append(f"{place}: {problem}")
+            return False
+
+    name = f"lib-{_loader.lib_key}.zip"
+    path, problems = _in_cache("lib", name, ready, lambda tmp: _write(tmp, _lib_data()))
+    if path is not None:
+        return path
     if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
         # nowhere to write (a read-only root without a writable /tmp): a memory file,
         # which zipimport opens by its /proc path; it closes at exec
@@ -92,6 +88,25 @@ def _unpack_lib() -> str:
 
     raise NotWritableError("no cache directory to unpack hpm.pyz into; set HPM_CACHE to a writable directory",
                            "\n".join(problems))
+
+
+def _in_cache(sub: str, name: str, ready: Callable[[str, str], bool],
+              make: Callable[[str], None]) -> tuple[str | None, list[str]]:
+    """``<place>/<sub>/<name>``: the first that is ``ready(place, path)`` in any cache place
+    (even a read-only one, e.g. made at image build time), else made once by ``make`` in
+    the first usable place (see ``_once``). (None, why each place is unusable) when none is."""
+    places = cache_places()
+    for place in places:
+        path = os.path.join(place, sub, name)
+        if ready(place, path):
+            return path, []
+    problems = []
+    for place in places:
+        problem = _problem(place, sub, probe=True)
+        if problem is None:
+            return _once(os.path.join(place, sub, name), make), []
+        problems.append(f"{place}: {problem}")
+    return None, problems
 
 
 def _write(file: str | int, data: bytes) -> None:
@@ -305,17 +320,11 @@ def _key(wheel: dict[str, Any]) -> str:
 
 def extracted_dir(wheel: dict[str, Any]) -> str:
     """Directory holding the extracted ``wheel``: found in a cache place, or made there."""
-    places, key = cache_places(), _key(wheel)
-    for place in places:  # a warm cache (even read-only, e.g. made at image build time)
-        found = os.path.join(place, "wheels", key)
-        if os.path.isdir(found) and _problem(place) is None:
-            return found
-    problems = []
-    for place in places:
-        problem = _problem(place, probe=True)
-        if problem is None:
-            return _once(os.path.join(place, "wheels", key), lambda tmp: _unzip_wheel(wheel, tmp))
-        problems.append(f"{place}: {problem}")
+    path, problems = _in_cache("wheels", _key(wheel),
+                               lambda place, path: os.path.isdir(path) and _problem(place) is None,
+                               lambda tmp: _unzip_wheel(wheel, tmp))  # fmt: skip
+    if path is not None:
+        return path
     from hpm_boot.errors import NotWritableError
 
     raise NotWritableError(
