@@ -8,8 +8,9 @@ Layout (docs/pyz.md has the why of each part), in file order::
                              _vendor/yaml, _vendor/packaging, _wheels/<file.whl>/<n>
                              (msgspec wheels in parts of at most 48 KiB); hpm_boot._pyz
                              unpacks it into the cache on the CLI path
-    start-path regions       raw bytes: the HOT modules, two tiers, marshalled per cache
-                             tag (and as source), each checked with a SipHash
+    start-path regions       raw bytes: the modules directly in hpm_boot/ (start_path_tiers),
+                             two tiers, marshalled per cache tag (and as source), each
+                             checked with a SipHash
     the small zip            what Python reads at every start: __main__.py (generated),
                              LAYOUT (where the lib and the regions are), _hpm_start.py and
                              <cache tag>/_hpm_start.pyc (hpm_boot/_start.py)
@@ -66,11 +67,6 @@ PLATFORMS = {
 YAML_WHEEL = ("3.12", "manylinux_x86_64")
 #: what gets compiled bytecode (archive paths): hpm itself and the vendored packages
 BYTECODE_OF = ("hpm_boot/", "_vendor/")
-#: hpm_boot's modules on the start path, served from raw regions of the pyz, one region per
-#: tier, each read when one of its modules is first imported: what ``run`` needs when the
-#: lock is installed; then installing, a reused ephemeral environment, and ``_pyz``,
-#: which reaches everything else
-HOT = (("__init__", "__main__", "boot", "errors", "log"), ("_pyz", "install", "launch", "payload", "uvbin"))
 PART_SIZE = 48 * 1024
 RESCUE_GAP = 56 * 1024  # < 64 KiB, the span zipimport searches for an end record
 FILE_MODE = 0o100644
@@ -119,6 +115,28 @@ Hot = tuple[str, list[tuple[tuple[str, ...], bytes, bytes | int]]]
 
 class BuildError(Exception):
     """A build step failed; the message says which and how to fix it."""
+
+
+def start_path_tiers() -> tuple[tuple[str, ...], ...]:
+    """hpm_boot's start-path modules, served from raw regions of the pyz, one region per
+    tier, each read when one of its modules is first imported: the package's own rule
+    (hpm_boot/__init__.py), read from the tree. Tier 1 is ``WARM_START``, what a warm
+    ``run`` imports; tier 2 every other module directly in hpm_boot/ (installing, a
+    reused ephemeral environment, ``_pyz``, which reaches everything else), but the
+    start code (``_start.py``), which the pyz carries apart."""
+    import ast
+
+    init = ast.parse((ROOT / "hpm_boot" / "__init__.py").read_text())
+    warm = next(ast.literal_eval(node.value) for node in init.body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "WARM_START" for t in node.targets))
+    flat = sorted(p.stem for p in (ROOT / "hpm_boot").glob("*.py") if p.name != "_start.py")
+    unknown = sorted(set(warm) - set(flat))
+    if unknown:
+        raise BuildError(f"hpm_boot.WARM_START names modules that are not in hpm_boot/: {unknown}")
+    return tuple(sorted(warm)), tuple(m for m in flat if m not in warm)
+
+
+HOT = start_path_tiers()
 
 
 # -- wheels -------------------------------------------------------------------------------

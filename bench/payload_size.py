@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import DOC, write_section  # noqa: E402
-from hpm_boot import lock as lockmod  # noqa: E402
 from hpm_boot import payload  # noqa: E402
+from hpm_boot.compose import lock as lockmod  # noqa: E402
 
 SIZES = (10, 50, 200)
 RUNS = 300

@@ -10,13 +10,13 @@ if TYPE_CHECKING:
 
 
 def end_now(code: int) -> NoReturn:
-    """End the process without the interpreter's teardown, which costs ~1.2 ms (8% of
-    hpm's own time on a cold install). Safe after ``boot.fast_run``: every file it writes
-    is closed (and renamed into place) before it returns, and it registers no atexit hook."""
+    """End the process without the interpreter's teardown (~1.2 ms, 8% of hpm's own time
+    on a cold install). Safe after ``warmstart.fast_run``: every file it writes is closed
+    (and renamed into place) before it returns, and it registers no atexit hook."""
     import os
 
     for stream in (sys.stdout, sys.stderr):
-        try:  # noqa: SIM105 (contextlib.suppress would cost an import)
+        try:
             stream.flush()
         except (OSError, ValueError, AttributeError):  # closed, or None: nothing more to say
             pass
@@ -25,24 +25,26 @@ def end_now(code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    head = argv[: argv.index("--")] if "--" in argv else argv
-    if argv[:1] == ["shell"] or (argv[:1] == ["run"] and "--ephemeral" in head):
-        # A reused ephemeral environment: exec uv without reading the registry.
+    from hpm_boot import fastargs
+
+    command, tokens, _cmd = fastargs.split(argv)
+    if command == "shell" or (command == "run" and "--ephemeral" in tokens):
+        # a reused ephemeral environment: exec uv without reading the registry
         import os
 
-        from hpm_boot.launch import fast_ephemeral
+        from hpm_boot.reuse import fast_ephemeral
 
         code = fast_ephemeral(argv, os.environ)
         if code is not None:
             return code
-    elif argv[:1] in (["run"], ["install"]):
-        # The container path: install a lock (when something is missing) and exec,
-        # with the standard library only; anything else falls through to the CLI.
+    elif command in ("run", "install"):
+        # the container path: install a lock (when something is missing) and exec,
+        # with the standard library only; anything else falls through to the CLI
         import os
 
-        from hpm_boot.boot import fast_run
+        from hpm_boot.warmstart import fast_run
 
-        code = fast_run(argv[1:], os.environ, exec_after=argv[0] == "run")
+        code = fast_run(argv[1:], os.environ, exec_after=command == "run")
         if code is not None:
             end_now(code)
     from hpm_boot._pyz import setup

@@ -2,8 +2,8 @@
 
 The pyz's generated ``__main__.py`` serves hpm_boot's start-path modules (this one among
 them) from a raw region of the file, through its ``HotModules`` loader, and calls
-``hpm_boot.__main__.main``: the container hot path (``boot``) and the reused ephemeral
-path (``launch``) need nothing else. Everything else (the other hpm_boot modules, pure
+``hpm_boot.__main__.main``: the warm start (``warmstart``) and the reused ephemeral
+environment (``reuse``) need nothing else. Everything else (the other hpm_boot modules, pure
 Python PyYAML and packaging, the msgspec wheels, BUILD_INFO) is the "lib", a zip inside
 the pyz. Only when ``main`` falls through to the CLI does it call ``setup()``, which
 unpacks the lib once into the cache (a memory file when no cache place is writable) and
@@ -21,7 +21,7 @@ import os
 import sys
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing and pathlib cost milliseconds: never imported at run time
+if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
@@ -239,10 +239,12 @@ def cache_places() -> list[str]:
     """Where extracted wheels may live, in order of preference."""
     import tempfile
 
-    env, join = os.environ, os.path.join
-    places = [env["HPM_CACHE"]] if env.get("HPM_CACHE") else []
-    if env.get("XDG_CACHE_HOME"):
-        places.append(join(env["XDG_CACHE_HOME"], "hpm"))
+    from hpm_boot.contract import CACHE
+
+    environ, join = os.environ, os.path.join
+    places = [environ[CACHE]] if environ.get(CACHE) else []
+    if environ.get("XDG_CACHE_HOME"):
+        places.append(join(environ["XDG_CACHE_HOME"], "hpm"))
     if (home := os.path.expanduser("~")) != "~":
         places.append(join(home, ".cache", "hpm"))
     uid = os.getuid() if hasattr(os, "getuid") else 0

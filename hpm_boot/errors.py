@@ -1,7 +1,7 @@
-"""Error types of hpm, each carrying the exit code documented in DESIGN.md.
+"""Error types of hpm, each carrying its exit code (README.md, "Exit codes").
 
 Errors are raised anywhere and turned into one stderr line (plus optional details)
-only at the edge, in ``__main__``. Standard library only: ``boot`` imports this.
+only at the edge: ``Log.error`` in ``hpm_boot.cli.main`` and in the fast paths.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Interrupted(HpmError):
 def mask_credentials(text: str) -> str:
     """Hide ``user:password@`` in every URL of ``text``."""
     if not _may_hold_credentials(text):
-        return text  # and no ``re`` import: the boot path logs through here
+        return text  # without importing re: the start path logs through here
     import re
 
     return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)

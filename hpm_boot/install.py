@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from hpm_boot import boot, uvbin
+from hpm_boot import contract, uvbin
 from hpm_boot.errors import (
     InstallerFailedError,
     InstallerMissingError,
@@ -21,12 +21,15 @@ from hpm_boot.errors import (
     ResolutionError,
     mask_credentials,
 )
-from hpm_boot.log import Log
+from hpm_boot.fsutil import nearest_existing
+from hpm_boot.target import Environment, missing, same_python
 
-TYPE_CHECKING = False  # no typing, dataclasses, pathlib, subprocess: this runs on cold starts
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
+
+    from hpm_boot.log import Log
 
 #: How uv says that --offline kept it from something (uv 0.13): a registry package,
 #: a URL or a git commit. Its cache path (~/.cache/uv/...) is in most failures, so
@@ -75,41 +78,39 @@ class InstallerOptions:
 
 
 def prepare_environment(environ: Mapping[str, str], python: str | None, uv: str | None,
-                        log: Log) -> boot.Environment:
+                        log: Log) -> Environment:
     """The environment to install into: HPM_VENV (made if missing), ``--python``, or hpm's own.
 
     ``uv`` is needed only to create HPM_VENV; None finds it then (HPM_UV, PATH, ``uv`` package).
     """
-    venv = environ.get("HPM_VENV")
+    venv = environ.get(contract.VENV)
     if venv:
         return _ensure_venv(venv, python or sys.executable, uv, environ, log)
     # abspath, not realpath: every venv's bin/python links to the same base interpreter
     if python and os.path.abspath(python) != os.path.abspath(sys.executable):
         return describe_interpreter(python)
-    return boot.Environment.current()
+    return Environment.current()
 
 
 def _ensure_venv(path: str, python: str, uv: str | None, environ: Mapping[str, str],
-                 log: Log) -> boot.Environment:
+                 log: Log) -> Environment:
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotWritableError(f"HPM_VENV={path} is a file, not a directory",
                                "point HPM_VENV at a directory on a writable volume")
-    existing = boot.Environment.of_venv(path)
+    existing = Environment.of_venv(path)
     if existing is not None:
         return existing
     if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "pyvenv.cfg")):
         raise NotWritableError(f"HPM_VENV={path} is a non-empty directory that is not a virtual environment",
                                "point HPM_VENV at an empty or missing directory, or at an existing venv")
-    parent = os.path.abspath(path)
-    while not os.path.exists(parent) and parent != os.path.dirname(parent):
-        parent = os.path.dirname(parent)  # uv venv makes the missing directories
+    parent = nearest_existing(os.path.abspath(path))  # uv venv makes the missing directories
     if not os.access(parent, os.W_OK):
         raise NotWritableError(f"HPM_VENV={path}: {parent} is not writable by uid {os.getuid()}",
                                "mount a writable volume there")
     uv = uv or uvbin.find_uv(environ)
-    child_env = {k: v for k, v in environ.items() if k != "VIRTUAL_ENV"}
+    child_environ = {k: v for k, v in environ.items() if k != "VIRTUAL_ENV"}
     lines: list[str] = []
-    code, _signum, took = run_process([uv, "venv", "--quiet", "--python", python, path], child_env,
+    code, _signum, took = run_process([uv, "venv", "--quiet", "--python", python, path], child_environ,
                                       lines.append, "uv")
     if code != 0:
         text = "\n".join(lines).strip()
@@ -119,12 +120,12 @@ def _ensure_venv(path: str, python: str, uv: str | None, environ: Mapping[str, s
         raise error(f"uv venv {path} failed: {cause}", text)
     log.info(f"created virtual environment {path} ({took:.2f} s)", installer_seconds=round(took, 4))
     log.debug(f"uv exited 0 after {took:.4f} s")
-    made = boot.Environment.of_venv(path)
+    made = Environment.of_venv(path)
     assert made is not None
     return made
 
 
-def describe_interpreter(python: str) -> boot.Environment:
+def describe_interpreter(python: str) -> Environment:
     """The environment of another interpreter (``--python``), asked of it in one process."""
     code = ("import sys,sysconfig,json;print(json.dumps([sys.executable,'%d.%d'%sys.version_info[:2],"
             "sorted({sysconfig.get_path('purelib'),sysconfig.get_path('platlib')}),sys.prefix!=sys.base_prefix,"
@@ -140,59 +141,57 @@ def describe_interpreter(python: str) -> boot.Environment:
     import json
 
     exe, version, sites, is_venv, prefix = json.loads(out.stdout)
-    return boot.Environment(exe, version, sites, venv=prefix if is_venv else None,
+    return Environment(exe, version, sites, venv=prefix if is_venv else None,
                             bin_dir=os.path.dirname(exe), prefix=prefix)
 
 
-def externally_managed(env: boot.Environment) -> bool:
+def externally_managed(target: Environment) -> bool:
     """PEP 668: the distribution asks pip and uv to keep off this interpreter."""
-    if env.venv:
+    if target.venv:
         return False
-    if env.python == sys.executable:
+    if target.python == sys.executable:
         import sysconfig
 
         stdlib = sysconfig.get_path("stdlib")
     else:
         import subprocess
 
-        out = subprocess.run([env.python, "-c", "import sysconfig;print(sysconfig.get_path('stdlib'))"],
+        out = subprocess.run([target.python, "-c", "import sysconfig;print(sysconfig.get_path('stdlib'))"],
                              capture_output=True, text=True)
         stdlib = out.stdout.strip()
     return bool(stdlib) and os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
 
 
-def check_writable(env: boot.Environment) -> None:
+def check_writable(target: Environment) -> None:
     """Exit 73 with a hint before an installer fails on a read-only target."""
-    if env.python == sys.executable:
+    if target.python == sys.executable:
         import sysconfig
 
-        target: str | None = sysconfig.get_path("purelib")
+        site: str | None = sysconfig.get_path("purelib")
     else:
-        target = env.site_dirs[0] if env.site_dirs else None
-    if target is None:
+        site = target.site_dirs[0] if target.site_dirs else None
+    if site is None:
         return
-    probe = target
-    while not os.path.exists(probe) and probe != os.path.dirname(probe):
-        probe = os.path.dirname(probe)
+    probe = nearest_existing(site)
     if not os.access(probe, os.W_OK):
         hint = ("set HPM_VENV=/path/on/a/writable/volume to install into a virtual environment there "
                 "(non-root users, read-only root filesystems)")
-        if env.venv and env.python != sys.executable:
-            hint = f"give uid {os.getuid()} write access to {env.venv}, or {hint}"
-        raise NotWritableError(f"cannot install into {target}: not writable by uid {os.getuid()}", hint)
+        if target.venv and target.python != sys.executable:
+            hint = f"give uid {os.getuid()} write access to {target.venv}, or {hint}"
+        raise NotWritableError(f"cannot install into {site}: not writable by uid {os.getuid()}", hint)
 
 
-def check_target(lock: Mapping[str, Any], env: boot.Environment) -> None:
+def check_target(lock: Mapping[str, Any], target: Environment) -> None:
     """A lock for another Python or platform: exit 78 before installing anything."""
-    target = lock.get("target", {})
-    want = target.get("python_version", "")
-    if want and not boot.same_python(want, env):
+    locked_for = lock.get("target", {})
+    want = locked_for.get("python_version", "")
+    if want and not same_python(want, target):
         raise ResolutionError(
-            f"the lock was made for Python {want}, this environment has Python {env.python_version}",
-            f"make the lock with `hpm lock --python-version {env.python_version}`, or run it where "
+            f"the lock was made for Python {want}, this environment has Python {target.python_version}",
+            f"make the lock with `hpm lock --python-version {target.python_version}`, or run it where "
             f"Python {want} is",
         )
-    platform = (target.get("python_platform") or "").lower()
+    platform = (locked_for.get("python_platform") or "").lower()
     if not platform:
         return
     machine = os.uname().machine.lower()
@@ -235,7 +234,7 @@ def pin_line(pin: Mapping[str, Any]) -> str:
     return line + "".join(f" --hash={h}" for h in pin.get("hashes", []))
 
 
-def transactions(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOptions,
+def transactions(lock: Mapping[str, Any], target: Environment, options: InstallerOptions,
                  environ: Mapping[str, str], req_dir: str) -> list[Transaction]:
     """The installer commands for ``lock``, one per manager, conda first."""
     packages = lock.get("packages", [])
@@ -244,7 +243,7 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
     conda = [p for p in packages if p.get("manager") == "conda"]
     if conda:
         channels = sorted({c for p in conda for c in p.get("channels", [])})
-        prefix = env.prefix
+        prefix = target.prefix
         specs = [p["requirement"] for p in conda]
         argv = [uvbin.find_conda(environ), "install", "--yes", "--prefix", prefix,
                 *[a for c in channels for a in ("--channel", c)], *specs]
@@ -253,12 +252,12 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
     uv_pins = [p for p in pins if p["name"] not in pip_names]
     pip_pins = [p for p in pins if p["name"] in pip_names]
     # PEP 668 asked once: for another interpreter, it takes a process
-    breaks = ["--break-system-packages"] if (uv_pins or pip_pins) and externally_managed(env) else []
+    breaks = ["--break-system-packages"] if (uv_pins or pip_pins) and externally_managed(target) else []
     if uv_pins:
         lines = [pin_line(p) for p in uv_pins]
         file = _write_lines(os.path.join(req_dir, "uv-requirements.txt"), lines)
         uv = options.uv or uvbin.find_uv(environ)
-        argv = [uv, "pip", "install", "--python", env.python, "--no-deps", "-r", file,
+        argv = [uv, "pip", "install", "--python", target.python, "--no-deps", "-r", file,
                 *options.uv_args()]
         if all(p.get("hashes") for p in uv_pins):
             argv.append("--require-hashes")
@@ -269,7 +268,7 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
         hashed = all(p.get("hashes") for p in pip_pins)
         lines = [pin_line(p if hashed else {**p, "hashes": []}) for p in pip_pins]
         file = _write_lines(os.path.join(req_dir, "pip-requirements.txt"), lines)
-        argv = [env.python, "-m", "pip", "install", "--no-deps", "--no-input",
+        argv = [target.python, "-m", "pip", "install", "--no-deps", "--no-input",
                 "--disable-pip-version-check", "-r", file, *options.pip_args()]
         if hashed:
             argv.append("--require-hashes")
@@ -277,7 +276,7 @@ def transactions(lock: Mapping[str, Any], env: boot.Environment, options: Instal
     return out
 
 
-def run_process(argv: Sequence[str], env: Mapping[str, str], on_line: Any,
+def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
                 manager: str) -> tuple[int, int | None, float]:
     """Run ``argv`` in a process group of its own, stdout and stderr merged into
     ``on_line`` line by line; SIGTERM/SIGINT are passed on to the whole group (SIGKILL
@@ -293,7 +292,7 @@ def run_process(argv: Sequence[str], env: Mapping[str, str], on_line: Any,
     read_end, write_end = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
     try:
-        pid = os.posix_spawn(argv[0], list(argv), dict(env), setsid=True, file_actions=[
+        pid = os.posix_spawn(argv[0], list(argv), dict(environ), setsid=True, file_actions=[
             (os.POSIX_SPAWN_DUP2, devnull, 0),
             (os.POSIX_SPAWN_DUP2, write_end, 1),
             (os.POSIX_SPAWN_DUP2, write_end, 2),
@@ -353,7 +352,7 @@ def run_process(argv: Sequence[str], env: Mapping[str, str], on_line: Any,
         time.perf_counter() - started
 
 
-def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log: Log) -> float:
+def run_installer(argv: Sequence[str], manager: str, environ: Mapping[str, str], log: Log) -> float:
     """Run one installer; its output stays visible (credentials masked); a failure is 74
     with the installer's own error line. Returns its wall time."""
     log.debug("running " + " ".join(argv))
@@ -372,7 +371,7 @@ def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log
         del tail[:-40]
         log.installer(manager, text)
 
-    code, signum, wall = run_process(argv, env, line, manager)
+    code, signum, wall = run_process(argv, environ, line, manager)
     log.debug(f"{manager} exited {code} after {wall:.4f} s", installer_seconds=round(wall, 4))
     if signum is not None:
         raise Interrupted(signum)
@@ -380,7 +379,7 @@ def run_installer(argv: Sequence[str], manager: str, env: Mapping[str, str], log
         last = _cause(tail) or f"exit {code}"
         hint = ""
         text = "\n".join(tail)
-        offline = "--offline" in argv or env.get("UV_OFFLINE", "").lower() in ("1", "true", "yes")
+        offline = "--offline" in argv or environ.get("UV_OFFLINE", "").lower() in ("1", "true", "yes")
         if offline and any(words in text for words in _OFFLINE_ERRORS):
             hint = " (offline: the package is neither in the installer's cache nor in --find-links)"
         raise InstallerFailedError(
@@ -405,43 +404,43 @@ def _cause(lines: list[str]) -> str:
 
 
 def _kill_group(pgid: int, signum: int) -> None:
-    try:  # noqa: SIM105 (contextlib costs an import on the cold path)
+    try:
         os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def install(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOptions,
+def install(lock: Mapping[str, Any], target: Environment, options: InstallerOptions,
             environ: Mapping[str, str], log: Log) -> int:
-    """Make ``env`` satisfy ``lock``; returns how many packages were missing (0: nothing ran).
+    """Make ``target`` satisfy ``lock``; returns how many packages were missing (0: nothing ran).
 
     Checks first and starts nothing when the environment is already right; refuses a lock
     for another Python or platform (78) and an unwritable target (73) before any installer
     runs; after the installers, checks again, so a half-done install is never a success.
     """
-    check_target(lock, env)
-    lacking = boot.missing(lock, env)
+    check_target(lock, target)
+    lacking = missing(lock, target)
     if not lacking:
         log.info(f"{len(lock.get('pins', []))} packages already installed; nothing to do "
                  f"({log.elapsed():.2f} s)")
         return 0
     for why in lacking[:20]:
         log.debug(why)
-    check_writable(env)
+    check_writable(target)
     started = time.perf_counter()
-    child_env = {**environ, **options.extra_env}
-    child_env.pop("VIRTUAL_ENV", None)
+    child_environ = {**environ, **options.extra_env}
+    child_environ.pop("VIRTUAL_ENV", None)
     installer_seconds = 0.0
-    scratch = _scratch_dir(env)
+    scratch = _scratch_dir(target)
     try:
-        for txn in transactions(lock, env, options, environ, scratch):
+        for txn in transactions(lock, target, options, environ, scratch):
             log.info(f"installing with {txn.describe()}")
-            installer_seconds += run_installer(txn.argv, txn.manager, child_env, log)
+            installer_seconds += run_installer(txn.argv, txn.manager, child_environ, log)
     finally:
         for name in os.listdir(scratch):
             os.unlink(os.path.join(scratch, name))
         os.rmdir(scratch)
-    still = boot.missing(lock, env)
+    still = missing(lock, target)
     if still:
         raise InstallerFailedError(
             f"the installer finished but {len(still)} package(s) are still missing: {still[0]}",
@@ -453,10 +452,10 @@ def install(lock: Mapping[str, Any], env: boot.Environment, options: InstallerOp
     return len(lacking)
 
 
-def _scratch_dir(env: boot.Environment) -> str:
+def _scratch_dir(target: Environment) -> str:
     """A new private directory for requirement files: in TMPDIR or /tmp, else in the
     target venv (read-only root filesystems may have no writable /tmp at all)."""
-    places = [os.environ.get("TMPDIR"), "/tmp", "/var/tmp", env.venv]
+    places = [os.environ.get("TMPDIR"), "/tmp", "/var/tmp", target.venv]
     for place in places:
         if place and os.path.isdir(place) and os.access(place, os.W_OK | os.X_OK):
             path = os.path.join(place, f"hpm-{os.getpid()}-{os.urandom(6).hex()}")
@@ -473,72 +472,3 @@ def _write_lines(path: str, lines: list[str]) -> str:
     with open(path, "x", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     return path
-
-
-# ---------------------------------------------------------------- registry runs
-
-
-PLAN_LOCK_CACHE = ".hpm-plan-lock.json"
-
-
-def lock_for_plan(plan: Any, env: boot.Environment, options: InstallerOptions,
-                  environ: Mapping[str, str], log: Log) -> tuple[dict[str, Any], str | None]:
-    """The lock of a plan resolved on the spot, and the key to remember it under.
-
-    Pinning runs ``uv pip compile``, a process of its own. When the same plan (same
-    manifests, same selection, same index options, same Python, local sources with
-    unchanged build metadata) was installed into this environment before, the pins
-    remembered then are reused, so a second ``hpm run`` in dev mode starts no installer
-    at all. Plans with git sources are pinned afresh each time (a branch may move).
-    """
-    from hpm_boot import lock as lockmod
-    from hpm_boot import payload
-    from hpm_boot.manifest import GitSource
-
-    key = None
-    if not any(isinstance(p.source, GitSource) for p in plan.packages):
-        stats = {}
-        for p in plan.packages:
-            for name in ("pyproject.toml", "setup.cfg", "setup.py") if p.path else ():
-                try:
-                    st = os.stat(os.path.join(p.path, name))
-                except OSError:
-                    continue
-                stats[f"{p.path}/{name}"] = [st.st_mtime_ns, st.st_size]
-        key = payload.digest({"plan": lockmod.plan_digest(plan), "index": options.uv_args(),
-                              "python": env.python_version, "stats": stats})
-        cached = _read_plan_lock(env)
-        if cached is not None and cached.get("key") == key and isinstance(cached.get("lock"), dict):
-            log.info(f"pins of this plan remembered from an earlier install ({log.elapsed():.2f} s)")
-            return cached["lock"], None
-    uv = options.uv or uvbin.find_uv(environ)
-    target = lockmod.default_target(env.python_version, None)
-    started = time.perf_counter()
-    data = lockmod.to_dict(lockmod.make_lock(plan, target, uv, options.uv_args()))
-    log.info(f"pinned {len(data['pins'])} distributions ({time.perf_counter() - started:.2f} s)")
-    return data, key
-
-
-def _read_plan_lock(env: boot.Environment) -> dict[str, Any] | None:
-    import json
-
-    path = boot.state_path(env, PLAN_LOCK_CACHE)
-    try:
-        with open(path or "", encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def remember_plan_lock(env: boot.Environment, key: str, lock: Mapping[str, Any]) -> None:
-    """Keep the pins of an installed plan for the next run (best effort)."""
-    import json
-
-    path = boot.state_path(env, PLAN_LOCK_CACHE)
-    if path is None:
-        return
-    try:  # noqa: SIM105 (best effort: without it the next run pins again)
-        boot.write_atomic(path, json.dumps({"key": key, "lock": lock}, sort_keys=True).encode())
-    except OSError:
-        pass

@@ -4,7 +4,7 @@
 object per line. On failure the one-line cause also goes to the termination log
 (``/dev/termination-log``, which Kubernetes shows as the container's termination
 message; ``HPM_TERMINATION_LOG`` names another file, empty turns it off) when that
-file is writable. Standard library only (the boot path uses it).
+file is writable.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from hpm_boot import contract
 from hpm_boot.errors import HpmError, mask_credentials
 
 TYPE_CHECKING = False
@@ -21,18 +22,18 @@ if TYPE_CHECKING:
     from typing import TextIO
 
 _LEVELS = {"quiet": 0, "error": 0, "warning": 1, "info": 2, "debug": 3}
-TERMINATION_LOG = "/dev/termination-log"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 class Log:
     """hpm's own messages at a level, as ``hpm:`` lines or JSON records, timed from creation."""
 
-    def __init__(self, env: Mapping[str, str], stream: TextIO | None = None) -> None:
-        self.level = _LEVELS.get(env.get("HPM_LOG", "info").strip().lower(), 2)
-        self.json = env.get("HPM_LOG_FORMAT", "").strip().lower() == "json"
+    def __init__(self, environ: Mapping[str, str], stream: TextIO | None = None) -> None:
+        self.level = _LEVELS.get(environ.get(contract.LOG, "info").strip().lower(), 2)
+        self.json = environ.get(contract.LOG_FORMAT, "").strip().lower() == "json"
         self.stream = stream
         self.start = time.perf_counter()
-        self.termination_log = env.get("HPM_TERMINATION_LOG", TERMINATION_LOG)
+        self.termination_log = environ.get(contract.TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -87,14 +88,14 @@ class Log:
 
 
 def _write(stream: TextIO, line: str) -> None:
-    """Print one line; a closed or broken stream is not hpm's failure (no contextlib: hot path)."""
-    try:  # noqa: SIM105
+    """Print one line; a closed or broken stream is not hpm's failure."""
+    try:
         print(line, file=stream, flush=True)
     except (OSError, ValueError):
         pass
 
 
-def termination_log(message: str, path: str = TERMINATION_LOG) -> None:
+def termination_log(message: str, path: str = DEFAULT_TERMINATION_LOG) -> None:
     """Kubernetes shows this file's content as the container's termination message."""
     try:
         if os.access(path, os.W_OK):

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import sys
 
+from hpm_boot import contract
 from hpm_boot.errors import DataError, NotFoundError, SignatureError, UsageError
 
-TYPE_CHECKING = False  # avoids importing typing (milliseconds) on the hot path
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
@@ -35,8 +36,6 @@ WARN_BYTES = 32 * 1024
 """Payload text size above which ``size_check`` warns."""
 MAX_BYTES = 120 * 1024
 """Largest payload text accepted from an environment variable."""
-MAX_FILE_BYTES = 8 * 1024 * 1024
-"""Largest file accepted from ``HPM_LOCK_FILE`` (payload or plain JSON)."""
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """Largest decompressed body; a bigger one is refused without being allocated."""
 ZLIB_LEVEL = 9
@@ -46,12 +45,8 @@ DIGEST_ALG = "sha256:"
 HMAC_ALG = "hmac-sha256:"
 HEADER_KEYS = frozenset({"sha256", "hmac"})
 
-ENV_B64 = "HPM_LOCK_B64"
-ENV_FILE = "HPM_LOCK_FILE"
-ENV_KEY = "HPM_LOCK_KEY"
-ENV_KEY_FILE = "HPM_LOCK_KEY_FILE"
 
-_FILE_HINT = f"mount the lock as a file and point {ENV_FILE} at it"
+_FILE_HINT = f"mount the lock as a file and point {contract.LOCK_FILE} at it"
 _REGEN_HINT = "regenerate it with `hpm lock --format b64`"
 
 
@@ -109,9 +104,8 @@ def canonical_bytes(obj: Any) -> bytes:
         raise DataError(f"lock is not plain JSON data: {exc}") from None
 
 
-# Every import is paid at each container start. ``hashlib`` loads OpenSSL, ``base64`` and
-# ``json`` import ``re``: the C modules under them do the same work for a fraction. They
-# are imported where a payload envelope is handled: a plain JSON lock file needs none.
+# The C modules under hashlib, base64 and json, imported where an envelope is handled:
+# a plain JSON lock file needs none of them.
 def _sha256(data: bytes) -> Any:
     """A SHA-256 object of ``data``: ``hashlib.sha256`` without ``hashlib``."""
     try:
@@ -164,12 +158,12 @@ def encode(lock: dict[str, Any], key: bytes | None = None) -> str:
 
 
 def size_check(b64_text: str) -> str | None:
-    """A warning for the caller to print when a payload is large for an env var."""
+    """A warning for the caller to print when a payload is large for an environ var."""
     size = len(b64_text.strip())
     if size > MAX_BYTES:
         return (
             f"lock payload is {size / 1024:.1f} KiB, above the {MAX_BYTES // 1024} KiB "
-            f"that {ENV_B64} accepts: {_FILE_HINT} instead"
+            f"that {contract.LOCK_B64} accepts: {_FILE_HINT} instead"
         )
     if size > WARN_BYTES:
         return (
@@ -189,8 +183,8 @@ def check_carriable(b64_text: str) -> str | None:
             warning or f"the lock payload is above {MAX_BYTES // 1024} KiB",
             "an environment variable cannot carry it safely (Linux caps one variable at 128 KiB; "
             "Kubernetes pods fail to start past it). Write the lock as a file (hpm lock -o "
-            f"hpm.lock.json), mount it, and set {ENV_FILE} to its path, e.g. "
-            f"-v $PWD/hpm.lock.json:/etc/hpm/lock.json:ro -e {ENV_FILE}=/etc/hpm/lock.json",
+            f"hpm.lock.json), mount it, and set {contract.LOCK_FILE} to its path, e.g. "
+            f"-v $PWD/hpm.lock.json:/etc/hpm/lock.json:ro -e {contract.LOCK_FILE}=/etc/hpm/lock.json",
         )
     return warning
 
@@ -362,7 +356,7 @@ def _check_digest(expected: str, lock_bytes: bytes, source: str) -> None:
 def _check_signature(sig: str | None, lock_bytes: bytes, key: bytes, source: str) -> None:
     import hmac
 
-    key_vars = f"{ENV_KEY} or {ENV_KEY_FILE}"
+    key_vars = f"{contract.LOCK_KEY} or {contract.LOCK_KEY_FILE}"
     if sig is None:
         raise SignatureError(
             f"{source} is not signed, but a signing key is set ({key_vars})",
@@ -413,24 +407,24 @@ def _short(value: object) -> str:
 # --------------------------------------------------------------------------- environment
 
 
-def read_key(env: Mapping[str, str]) -> bytes | None:
+def read_key(environ: Mapping[str, str]) -> bytes | None:
     """The signing key from ``HPM_LOCK_KEY`` (the text) or ``HPM_LOCK_KEY_FILE``.
 
     A key file loses its trailing newline(s). Both set -> UsageError; the file missing
     or unreadable -> NotFoundError; an empty key -> UsageError (an empty secret must not
     silently turn signature checks off). Key material never appears in messages.
     """
-    if ENV_KEY in env and ENV_KEY_FILE in env:
-        raise UsageError(f"both {ENV_KEY} and {ENV_KEY_FILE} are set: set only one")
-    if ENV_KEY in env:
+    if contract.LOCK_KEY in environ and contract.LOCK_KEY_FILE in environ:
+        raise UsageError(f"both {contract.LOCK_KEY} and {contract.LOCK_KEY_FILE} are set: set only one")
+    if contract.LOCK_KEY in environ:
         # a trailing newline is not part of the key, as in a key file: `kubectl create
         # secret --from-file` and `$(cat key)` differ only by it
-        key = env[ENV_KEY].encode("utf-8", "surrogateescape").rstrip(b"\r\n")
-        return _nonempty_key(key, ENV_KEY)
-    if ENV_KEY_FILE in env:
-        path = env[ENV_KEY_FILE]
-        key = _read_file(path, f"{ENV_KEY_FILE}={path}", 1024 * 1024).rstrip(b"\r\n")
-        return _nonempty_key(key, f"{ENV_KEY_FILE}={path}")
+        key = environ[contract.LOCK_KEY].encode("utf-8", "surrogateescape").rstrip(b"\r\n")
+        return _nonempty_key(key, contract.LOCK_KEY)
+    if contract.LOCK_KEY_FILE in environ:
+        path = environ[contract.LOCK_KEY_FILE]
+        key = _read_file(path, f"{contract.LOCK_KEY_FILE}={path}", 1024 * 1024).rstrip(b"\r\n")
+        return _nonempty_key(key, f"{contract.LOCK_KEY_FILE}={path}")
     return None
 
 
@@ -461,46 +455,46 @@ def _read_file(path: str, source: str, limit: int) -> bytes:
     return data
 
 
-def load_from_env(env: Mapping[str, str]) -> tuple[dict[str, Any], str] | None:
+def load_from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], str] | None:
     """(lock, source description) from ``HPM_LOCK_FILE`` or ``HPM_LOCK_B64``; else None.
 
-    Both set -> UsageError (exit 2). The key comes from ``read_key(env)``.
+    Both set -> UsageError (exit 2). The key comes from ``read_key(environ)``.
     """
-    if ENV_FILE in env and ENV_B64 in env:
-        raise UsageError(f"both {ENV_FILE} and {ENV_B64} are set: set only one")
-    if ENV_FILE not in env and ENV_B64 not in env:
+    if contract.LOCK_FILE in environ and contract.LOCK_B64 in environ:
+        raise UsageError(f"both {contract.LOCK_FILE} and {contract.LOCK_B64} are set: set only one")
+    if contract.LOCK_FILE not in environ and contract.LOCK_B64 not in environ:
         return None
-    key = read_key(env)
-    if ENV_B64 in env:
-        lock, signed = decode_with_state(env[ENV_B64], key, source=ENV_B64)
-        return lock, f"{ENV_B64} ({_sig_state(signed, key)})"
-    return load_file(env[ENV_FILE], key, f"{ENV_FILE}={env[ENV_FILE]}")
+    key = read_key(environ)
+    if contract.LOCK_B64 in environ:
+        lock, signed = decode_with_state(environ[contract.LOCK_B64], key, source=contract.LOCK_B64)
+        return lock, f"{contract.LOCK_B64} ({_sig_state(signed, key)})"
+    return load_file(environ[contract.LOCK_FILE], key, f"{contract.LOCK_FILE}={environ[contract.LOCK_FILE]}")
 
 
-def load_lock(env: Mapping[str, str], path: str | None = None,
+def load_lock(environ: Mapping[str, str], path: str | None = None,
               flag: str = "--lock") -> tuple[dict[str, Any], str] | None:
     """(lock, source description) from the file ``path`` given with ``flag`` when there is
-    one, else from the environment (``load_from_env``); the key always comes from ``env``."""
+    one, else from the environment (``load_from_env``); the key always comes from ``environ``."""
     if path is None:
-        return load_from_env(env)
-    return load_file(path, read_key(env), f"{flag} {path}")
+        return load_from_env(environ)
+    return load_file(path, read_key(environ), f"{flag} {path}")
 
 
 def load_file(path: str, key: bytes | None, source: str) -> tuple[dict[str, Any], str]:
     """A lock file, payload or plain JSON (detected); ``source`` names it in messages."""
-    raw = _read_file(path, source, MAX_FILE_BYTES)
+    raw = _read_file(path, source, contract.MAX_LOCK_FILE_BYTES)
     try:
         # not decode("utf-8-sig"): that codec is a module import of its own
         text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise DataError(f"{source} is not UTF-8 text", str(exc)) from None
     if not text.startswith(("{", "[")):
-        lock, signed = decode_with_state(text, key, source=source, max_bytes=MAX_FILE_BYTES)
+        lock, signed = decode_with_state(text, key, source=source, max_bytes=contract.MAX_LOCK_FILE_BYTES)
         return lock, f"{source} (payload, {_sig_state(signed, key)})"
     if key is not None:
         raise SignatureError(
             f"{source} is a plain JSON lock, which carries no signature, "
-            f"but a signing key is set ({ENV_KEY} or {ENV_KEY_FILE})",
+            f"but a signing key is set ({contract.LOCK_KEY} or {contract.LOCK_KEY_FILE})",
             "mount a signed payload (`hpm lock --format b64` with the key set) instead",
         )
     return _parse_plain(text, source), f"{source} (plain JSON, no digest)"

@@ -1,6 +1,4 @@
 """Finding the installers: ``uv`` (HPM_UV, PATH, the ``uv`` Python package), pip, conda.
-
-Standard library only: the boot path calls this when it has to install.
 """
 
 from __future__ import annotations
@@ -8,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
+from hpm_boot import contract
 from hpm_boot.errors import InstallerMissingError
 
 TYPE_CHECKING = False
@@ -26,19 +25,19 @@ def which(name: str, path: str | None = None) -> str | None:
     return None
 
 
-def find_uv(env: Mapping[str, str] | None = None) -> str:
+def find_uv(environ: Mapping[str, str] | None = None) -> str:
     """``HPM_UV``, else ``uv`` on PATH, else the binary of the ``uv`` Python package."""
-    env = os.environ if env is None else env
-    given = env.get("HPM_UV")
+    environ = os.environ if environ is None else environ
+    given = environ.get(contract.UV)
     if given:
         if os.access(given, os.X_OK) and os.path.isfile(given):
             return given
-        found = which(given, path=env.get("PATH"))
+        found = which(given, path=environ.get("PATH"))
         if found:
             return found
         raise InstallerMissingError(f"HPM_UV={given}: no such executable",
                                     "point HPM_UV at a uv binary, or unset it to search PATH")
-    found = which("uv", path=env.get("PATH"))
+    found = which("uv", path=environ.get("PATH"))
     if found:
         return found
     beside = os.path.join(os.path.dirname(sys.executable), "uv")
@@ -56,12 +55,12 @@ def find_uv(env: Mapping[str, str] | None = None) -> str:
     )
 
 
-def find_conda(env: Mapping[str, str] | None = None) -> str:
+def find_conda(environ: Mapping[str, str] | None = None) -> str:
     """The first of conda, mamba, micromamba on PATH (HPM_CONDA wins)."""
-    env = os.environ if env is None else env
-    for name in [env.get("HPM_CONDA", ""), "conda", "mamba", "micromamba"]:
+    environ = os.environ if environ is None else environ
+    for name in [environ.get(contract.CONDA, ""), "conda", "mamba", "micromamba"]:
         if name:
-            found = which(name, path=env.get("PATH"))
+            found = which(name, path=environ.get("PATH"))
             if found:
                 return found
     raise InstallerMissingError(

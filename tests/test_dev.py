@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hpm_boot import cli
-from hpm_boot.dev import edit_ref
+from hpm_boot.commands.dev import edit_ref
 from hpm_boot.errors import DataError
 from tests.support.factory import GitRepo, git, git_commit_all, git_tag, make_git_repo, make_project
 from tests.support.registry_cli import write

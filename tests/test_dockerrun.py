@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hpm_boot import dockerrun, payload
+from hpm_boot import payload
+from hpm_boot.commands import docker as dockerrun
 from hpm_boot.errors import UsageError
 
 FAKE_ENGINE = """#!{python}

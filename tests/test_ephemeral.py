@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from hpm_boot import launch
-from hpm_boot.manifest import GitSource, LocalSource, PypiSource, UrlSource
-from hpm_boot.resolve import Plan, PlannedPackage, Reason
+from hpm_boot import fastargs, reuse
+from hpm_boot.compose import ephemeral
+from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, UrlSource
+from hpm_boot.compose.resolve import Plan, PlannedPackage, Reason
 from tests.support.factory import GitRepo, git, make_project
 from tests.support.hpm_venv import hpm_in_venv
 from tests.support.nobody import NOBODY, SYSTEM_PYTHON, shared_tmpdir, skip_unless_nobody_can_run_python
@@ -75,7 +76,7 @@ def test_run_builds_once_then_reuses(project: Path, wheelhouse: Path) -> None:
     assert Path(prefix) == project / ".hpm" / "ephemeral" / env_id / ".venv"
     assert "syncing" in first.stderr
     text = (project / ".hpm" / "ephemeral" / env_id / "pyproject.toml").read_text()
-    assert launch.env_id(text) == env_id  # the id is the generated project's digest
+    assert ephemeral.env_id(text) == env_id  # the id is the generated project's digest
 
     again = hpm(project, "run", "--ephemeral", *idx(wheelhouse), "--", "python", "-c",
                 "import sys; sys.exit(7)", env={**os.environ, "HPM_LOG": "debug"})
@@ -264,7 +265,7 @@ def test_generate_covers_every_source(tmp_path: Path, git_plugin: GitRepo) -> No
         _pkg("hpmtest-plain", PypiSource()),
         _pkg("hpmtest-url", UrlSource(url="https://h.example/u-1.0-py3-none-any.whl", sha256="ab" * 32)),
     ])
-    text = launch.generate(plan, sys.executable, ["--no-index"])
+    text = ephemeral.generate(plan, sys.executable, ["--no-index"])
     data = tomllib.loads(text)
     assert data["project"]["dependencies"] == [
         "hpmtest-gitplugin[fast]", "hpmtest-edit", "hpmtest-whl", "other-dist>=1", "hpmtest-plain==1.0.0",
@@ -278,8 +279,8 @@ def test_generate_covers_every_source(tmp_path: Path, git_plugin: GitRepo) -> No
     assert data["tool"]["uv"]["index"] == [
         {"name": "hpm-1", "url": "https://i.example/simple", "explicit": True}]
     assert data["tool"]["uv"]["package"] is False
-    assert launch.generate(plan, sys.executable, ["--no-index"]) == text  # deterministic
-    assert launch.env_id(launch.generate(plan, sys.executable, [])) != launch.env_id(text)
+    assert ephemeral.generate(plan, sys.executable, ["--no-index"]) == text  # deterministic
+    assert ephemeral.env_id(ephemeral.generate(plan, sys.executable, [])) != ephemeral.env_id(text)
 
 
 def test_parse_fast_matches_the_cli(project: Path) -> None:
@@ -287,20 +288,22 @@ def test_parse_fast_matches_the_cli(project: Path) -> None:
 
     tokens = ["--ephemeral", "-r", "registry", "--with=a,b", "-p", "v=x", "--mode", "dev", "--no-index",
               "--find-links", "wh", "--python", sys.executable, "--entrypoint", "show"]
-    args = cli.build_parser().parse_args(["run", *tokens])
-    assert launch.parse_fast(tokens) == launch.opts_of(args)
-    assert launch.parse_fast(["--ephemeral", "--lock", "x"]) is None
-    assert launch.parse_fast(["--ephemeral", "--ent", "show"]) is None  # abbreviations: full CLI
-    assert launch.parse_fast(["--ephemeral", "python"]) is None
+    args = cli.build_parser("run").parse_args(["run", *tokens])
+    assert fastargs.parse(tokens, fastargs.EPHEMERAL) == reuse.opts_of(args)
+    assert list(reuse.opts_of(args)) == list(fastargs.EPHEMERAL.empty())  # the record key's order
+    assert fastargs.parse(["--ephemeral", "--lock", "x"], fastargs.EPHEMERAL) is None
+    # abbreviations: the full CLI decides
+    assert fastargs.parse(["--ephemeral", "--ent", "show"], fastargs.EPHEMERAL) is None
+    assert fastargs.parse(["--ephemeral", "python"], fastargs.EPHEMERAL) is None
 
 
 def _fake_env(root: Path, name: str, age: float) -> Path:
     d = root / name
     d.mkdir(parents=True)
     (d / "pyproject.toml").write_text("[project]\n")
-    (d / launch.LAST_USED).touch()
+    (d / reuse.LAST_USED).touch()
     t = time.time() - age
-    os.utime(d / launch.LAST_USED, (t, t))
+    os.utime(d / reuse.LAST_USED, (t, t))
     return d
 
 
@@ -330,7 +333,7 @@ def test_gc_skips_a_locked_env(tmp_path: Path) -> None:
 
     root = tmp_path / "eph"
     busy = _fake_env(root, "busy", 86400 * 30)
-    fd = launch.hold(str(busy))
+    fd = reuse.hold(str(busy))
     try:
         assert fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB) is None
         assert cli.main(["gc", "--keep", "0"], {"HPM_EPHEMERAL_DIR": str(root)}) == 0

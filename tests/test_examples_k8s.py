@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hpm_boot import payload
-from hpm_boot.k8s import manifests
+from hpm_boot.compose.k8s import manifests
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "k8s"
 VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())

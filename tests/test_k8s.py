@@ -1,4 +1,4 @@
-"""``hpm lock --format k8s`` (hpm_boot.k8s): a Secret and a Deployment that reads it.
+"""``hpm lock --format k8s`` (hpm_boot.compose.k8s): a Secret and a Deployment that reads it.
 
 The output is validated offline against real Kubernetes OpenAPI schemas shipped by the
 ``kubernetes-validate`` package (strict mode: no unknown fields), and the payload in the
@@ -16,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hpm_boot import boot, cli, k8s, payload
+from hpm_boot import cli, handover, payload, target
+from hpm_boot.compose import k8s
 from hpm_boot.errors import DataError, UsageError
 from hpm_boot.log import Log
 
@@ -139,9 +140,9 @@ def test_ready_file_is_the_one_hpm_run_touches(tmp_path: Path, monkeypatch: pyte
     def no_exec(*_: object) -> None:
         raise Exec
 
-    monkeypatch.setattr(boot, "exec_target", no_exec)
+    monkeypatch.setattr(handover, "exec_target", no_exec)
     with pytest.raises(Exec):
-        boot.hand_over(["true"], boot.Environment.current(), {"HPM_READY_FILE": str(ready)}, Log({}))
+        handover.hand_over(["true"], target.Environment.current(), {"HPM_READY_FILE": str(ready)}, Log({}))
     assert ready.exists()
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of hpm_boot.lock: git refs to SHAs, parsing uv's output, the lock schema."""
+"""Unit tests of hpm_boot.compose.lock: git refs to SHAs, parsing uv's output, the lock schema."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hpm_boot import install, payload
-from hpm_boot import lock as lockmod
+from hpm_boot.compose import lock as lockmod
 from hpm_boot.errors import DataError, HpmError, InstallerFailedError, InstallerMissingError, UsageError
 from tests.support.factory import GitRepo, git, git_tag, make_git_repo
 

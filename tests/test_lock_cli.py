@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from hpm_boot import cli, payload
-from hpm_boot import lock as lockmod
+from hpm_boot.compose import lock as lockmod
 from tests.support.factory import GitRepo, Pkg, git, make_git_repo, make_project, make_wheelhouse
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,10 +15,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpm_boot import registry, yamlpos
+from hpm_boot.compose import registry, yamlpos
+from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, merge
+from hpm_boot.compose.yamlpos import Positions
 from hpm_boot.errors import DataError, HpmError
-from hpm_boot.manifest import GitSource, LocalSource, PypiSource, merge
-from hpm_boot.yamlpos import Positions
 from tests.support.registry_cli import run, write
 
 OK = """
@@ -479,7 +479,7 @@ def _no_nulls(value: Any) -> Any:
 
 
 def _reference_merge(base: Any, over: Any) -> Any:
-    """The rule of DESIGN.md, written as plainly as possible."""
+    """The provider rules of docs/manifest.md, written as plainly as possible."""
     if not (isinstance(base, dict) and isinstance(over, dict)):
         return _no_nulls(over)
     out = dict(base)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpm_boot import payload
+from hpm_boot import contract, payload
 from hpm_boot.errors import DataError, HpmError, NotFoundError, SignatureError, UsageError
 
 KEY = b"s3cret-key-for-tests"
@@ -323,7 +323,7 @@ def test_load_from_env_file_errors(tmp_path: Path) -> None:
     raises(66, payload.load_from_env, {"HPM_LOCK_FILE": str(tmp_path / "nope")})
     big = tmp_path / "big"
     with big.open("wb") as fh:
-        fh.truncate(payload.MAX_FILE_BYTES + 10)
+        fh.truncate(contract.MAX_LOCK_FILE_BYTES + 10)
     raises(65, payload.load_from_env, {"HPM_LOCK_FILE": str(big)})
     arr = tmp_path / "arr.json"
     arr.write_text("[1, 2]")

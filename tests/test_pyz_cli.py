@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "registry"
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 PACKAGES = ("hpmtest-pyz-a", "hpmtest-pyz-b", "hpmtest-pyz-c")
-HEAVY = ("yaml", "msgspec", "packaging", "hpm_boot.cli", "hpm_boot.install", "hpm_boot.lock")
+HEAVY = ("yaml", "msgspec", "packaging", "hpm_boot.cli", "hpm_boot.install", "hpm_boot.compose.lock")
 
 
 def python_for(version: str) -> str:
@@ -221,6 +221,27 @@ def test_warm_run_imports_nothing_heavy(version: str, pyz: Path, tiny_registry: 
     # nor anything that costs a file lookup or a shared library at every start
     assert {"zlib", "__future__", "binascii", "json", "re"} & set(_imports(done.stderr)) == set()
     assert not (tmp_path / "cache").exists()  # nothing unpacked
+
+
+def test_a_pin_with_markers_for_another_platform_runs(pyz: Path, tmp_path: Path) -> None:
+    """Markers are not evaluated on the start path, where the pyz serves no packaging: the
+    CLI path evaluates them, and the stamp it writes lets the next start stay warm."""
+    venv = tmp_path / "venv"  # no packaging in it, nor beside the pyz
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    assert subprocess.run([python, "-c", "import packaging"], capture_output=True).returncode == 1
+    lock = tmp_path / "lock.json"
+    lock.write_text(json.dumps({
+        "version": 1, "target": {"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"},
+        "pins": [{"name": "pywin32-ctypes", "version": "0.2.3", "markers": "sys_platform == 'win32'"}],
+        "packages": [],
+    }))
+    env = clean_env(tmp_path, HPM_VENV=str(venv))
+    for attempt in ("first", "warm"):
+        done = run(python, str(pyz), "run", "--lock", str(lock), "--", "true", env=env, cwd=tmp_path)
+        assert done.returncode == 0, (attempt, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert (venv / ".hpm-boot-stamp").is_file()
 
 
 # -- damage and odd places --------------------------------------------------------------------

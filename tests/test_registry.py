@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpm_boot import registry
+from hpm_boot.compose import registry
 from hpm_boot.errors import NotFoundError
 from tests.support.registry_cli import pkg, plan_json, run, write
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hpm_boot import registry, resolve
-from hpm_boot.resolve import Selection
+from hpm_boot.compose import registry, resolve
+from hpm_boot.compose.resolve import Selection
 from tests.support.registry_cli import pkg, plan_json, run, write
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hpm_boot import smoke
 from hpm_boot.cli import main
+from hpm_boot.commands import smoke
 from tests.support.factory import DEFAULT_PACKAGES, Pkg, make_project, make_wheelhouse
 
 EXTRA = (

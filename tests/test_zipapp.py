@@ -139,21 +139,23 @@ def test_layout_and_build_info(pyz: Path) -> None:
     assert "_hpm_start" in main_py and len(main_py) < 1800
     # the start path: tiers of modules per interpreter, and as source for the others
     hot = [m for tier in build_zipapp.HOT for m in tier]
-    assert info["start_modules"][0] == ["hpm_boot", "hpm_boot.__main__", "hpm_boot.boot", "hpm_boot.errors",
-                                        "hpm_boot.log"]
+    assert info["start_modules"][0] == [
+        "hpm_boot", "hpm_boot.__main__", "hpm_boot.contract", "hpm_boot.errors", "hpm_boot.fastargs",
+        "hpm_boot.handover", "hpm_boot.log", "hpm_boot.target", "hpm_boot.warmstart"]
     assert set(layout["hot"]) == tags
     for regions in [layout["source"], *(r for _, r in layout["hot"].values())]:
         assert [names for names, _ in regions] == [tuple(t) for t in info["start_modules"]]
     source = {}
     for _, region in layout["source"]:
         source.update(marshal.loads(build_zipapp.read_region(data, region)))
-    assert source["hpm_boot.boot"] == (False, (ROOT / "hpm_boot" / "boot.py").read_bytes())
+    assert source["hpm_boot.warmstart"] == (False, (ROOT / "hpm_boot" / "warmstart.py").read_bytes())
     # the lib: everything else
-    assert {"__main__.py", "BUILD_INFO", "hpm_boot/cli.py"} <= names and "hpm_boot/_pyz.py" not in names
+    assert {"__main__.py", "BUILD_INFO", "hpm_boot/cli/__init__.py"} <= names
+    assert "hpm_boot/_pyz.py" not in names
     assert {"_vendor/yaml/__init__.py", "_vendor/packaging/tags.py"} <= names
     assert not [n for n in names if n.endswith(".so") or n.startswith("_vendor/_yaml")]
     assert not [n for n in names if n.endswith(".pyc") and not n.startswith("_pyc/")]
-    assert {f"_pyc/{tag}/hpm_boot/cli.pyc", f"_pyc/{tag}/yaml/__init__.pyc"} <= names
+    assert {f"_pyc/{tag}/hpm_boot/cli/__init__.pyc", f"_pyc/{tag}/yaml/__init__.pyc"} <= names
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hpm_boot").rglob("*.py")}
     in_lib = {n for n in names if n.startswith("hpm_boot/")}
     assert in_lib == sources - {f"hpm_boot/{m}.py" for m in [*hot, "_start"]}

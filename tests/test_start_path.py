@@ -1,5 +1,5 @@
-"""Unit tests of the stdlib hot path (``hpm_boot.boot``): argument parsing, the JSON
-reader, conda specs, quoting, the warm-start stamp."""
+"""Unit tests of the start-path modules (standard library only): the fast paths'
+grammar, the JSON reader, names, conda specs, quoting, the warm-start stamp."""
 
 from __future__ import annotations
 
@@ -12,29 +12,41 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpm_boot import boot, errors, payload
+from hpm_boot import errors, fastargs, handover, payload, target, warmstart
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["--", "python", "-m", "app"], {"cmd": ["python", "-m", "app"]}),
-        (["--entrypoint", "serve"], {"--entrypoint": "serve", "cmd": []}),
+        (["--entrypoint", "serve"], {"entrypoint": "serve"}),
         (["--entrypoint=a:serve", "--lock", "l.json", "--", "x"],
-         {"--lock": "l.json", "--entrypoint": "a:serve", "cmd": ["x"]}),
-        (["--lock=l.json", "--", "--entrypoint"], {"--lock": "l.json", "cmd": ["--entrypoint"]}),
-        ([], {"cmd": []}),
+         {"lock": "l.json", "entrypoint": "a:serve", "cmd": ["x"]}),
+        (["--lock=l.json", "--", "--entrypoint"], {"lock": "l.json", "cmd": ["--entrypoint"]}),
+        ([], {}),
         (["--no-index", "--find-links", "w", "--find-links=v", "--offline", "--", "x"],
-         {"--no-index": True, "--offline": True, "--find-links": ["w", "v"], "cmd": ["x"]}),
+         {"no_index": True, "offline": True, "find_links": ["w", "v"], "cmd": ["x"]}),
         (["--mode", "dev", "--", "x"], None),  # anything else: the full CLI
         (["--entrypoint"], None),
+        (["--no-index=1"], None),
         (["python"], None),
     ],
 )
-def test_parse_run_args(args: list[str], expected: dict[str, object] | None) -> None:
-    if expected is not None:
-        expected = {"--find-links": [], **expected}
-    assert boot.parse_run_args(args) == expected
+def test_run_grammar(args: list[str], expected: dict[str, object] | None) -> None:
+    _, tokens, cmd = fastargs.split(["run", *args])
+    parsed = fastargs.parse(tokens, fastargs.RUN)
+    if expected is None:
+        assert parsed is None
+        return
+    assert parsed == {**fastargs.RUN.empty(), **{k: v for k, v in expected.items() if k != "cmd"}}
+    assert (cmd or []) == expected.get("cmd", [])
+
+
+@given(st.text(alphabet=st.sampled_from(list("aZ9-_.")), min_size=1, max_size=12))
+def test_canonical_name_is_pep_503(name: str) -> None:
+    from packaging.utils import canonicalize_name
+
+    assert target.canonical_name(name) == re.sub(r"[-_.]+", "-", name).lower() == canonicalize_name(name)
 
 
 json_values = st.recursive(
@@ -67,12 +79,12 @@ def test_loads_refuses_what_json_refuses(text: str) -> None:
     ],
 )
 def test_conda_spec(spec: str, expected: tuple[str, str | None]) -> None:
-    assert boot.conda_spec(spec) == expected
+    assert target.conda_spec(spec) == expected
 
 
 @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=8), max_size=5))
 def test_quote_round_trips_through_shlex(argv: list[str]) -> None:
-    assert shlex.split(boot._quote(argv)) == argv
+    assert shlex.split(handover.quote_argv(argv)) == argv
 
 
 url_text = st.lists(st.sampled_from(["a", "Z9", "/", "@", ":", "://", " ", "\t", "git+https", ".", "-"]),
@@ -97,22 +109,23 @@ def test_split_command_is_shlex_split(command: str) -> None:
     except ValueError:
         expected = ValueError
     try:
-        got: list[str] | type[ValueError] = boot.split_command(command)
+        got: list[str] | type[ValueError] = handover.split_command(command)
     except ValueError:
         got = ValueError
     assert got == expected
 
 
 def test_file_urls() -> None:
-    assert boot._file_path("file:///a%20b/c") == "/a b/c"
-    assert boot._file_path("file://localhost/x") == "/x"
-    assert boot._same_path("file:///tmp/", "/tmp")
+    assert target.file_path("file:///a%20b/c") == "/a b/c"
+    assert target.file_path("file://localhost/x") == "/x"
+    assert target.same_path("file:///tmp/", "/tmp")
 
 
 def test_stamp_round_trip_and_mismatch(tmp_path: Path) -> None:
     venv = tmp_path / "v"
     (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
-    env = boot.Environment("py", "3.11", [str(venv / "lib" / "python3.11" / "site-packages")], venv=str(venv))
+    site = venv / "lib" / "python3.11" / "site-packages"
+    env = target.Environment("py", "3.11", [str(site)], venv=str(venv))
     lock = {
         "target": {"python_version": "3.11"},
         "pins": [{"name": "a", "version": "1", "hashes": ["sha256:x"]}],
@@ -120,15 +133,15 @@ def test_stamp_round_trip_and_mismatch(tmp_path: Path) -> None:
             {"name": "a", "manager": "uv", "requirement": "a==1", "entrypoints": {"s": "python -m 'a b'"}}
         ],
     }
-    boot.write_stamp(env, "hpm1.AAAA", lock)
-    stamp = boot.read_stamp(env, "hpm1.AAAA")
+    warmstart.write_stamp(env, "hpm1.AAAA", lock)
+    stamp = warmstart.read_stamp(env, "hpm1.AAAA")
     assert stamp is not None and stamp["split"] == {"python -m 'a b'": ["python", "-m", "a b"]}
     assert stamp["pins"] == [{"name": "a", "version": "1"}]  # hashes are not needed to check
-    assert boot.read_stamp(env, "hpm1.AAAB") is None
-    assert boot.read_stamp(env, b"hpm1.AAAA") is None  # a file's bytes never match an env var's text
-    assert boot.choose_command(stamp, "s", ["x"], stamp["split"]) == ["python", "-m", "a b", "x"]
-    (venv / boot.STAMP_NAME).write_bytes(b"garbage")
-    assert boot.read_stamp(env, "hpm1.AAAA") is None
+    assert warmstart.read_stamp(env, "hpm1.AAAB") is None
+    assert warmstart.read_stamp(env, b"hpm1.AAAA") is None  # a file's bytes never match an env var's text
+    assert handover.choose_command(stamp, "s", ["x"], stamp["split"]) == ["python", "-m", "a b", "x"]
+    (venv / warmstart.STAMP_NAME).write_bytes(b"garbage")
+    assert warmstart.read_stamp(env, "hpm1.AAAA") is None
 
 
 def test_missing_reports_versions_commits_and_editables(tmp_path: Path) -> None:
@@ -142,7 +155,7 @@ def test_missing_reports_versions_commits_and_editables(tmp_path: Path) -> None:
         d.mkdir(parents=True)
         if direct:
             (d / "direct_url.json").write_text(json.dumps(direct))
-    env = boot.Environment("py", "3.11", [str(site)])
+    env = target.Environment("py", "3.11", [str(site)])
     lock = {
         "pins": [
             {"name": "core", "version": "1.0"},
@@ -150,11 +163,11 @@ def test_missing_reports_versions_commits_and_editables(tmp_path: Path) -> None:
             {"name": "ed", "url": str(tmp_path / "src"), "editable": True},
         ]
     }
-    assert boot.missing(lock, env) == []
+    assert target.missing(lock, env) == []
     lock["pins"][0]["version"] = "2.0"
     lock["pins"][1]["url"] = "git+file:///r@" + "b" * 40
     lock["pins"][2]["url"] = str(tmp_path / "elsewhere")
-    assert boot.missing(lock, env) == [
+    assert target.missing(lock, env) == [
         "core 1.0 installed, 2.0 locked",
         "git-pkg is not installed at commit bbbbbbbbbbbb",
         f"ed is not installed editable from {tmp_path / 'elsewhere'}",

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from hpm_boot.errors import NotWritableError, UsageError
-from hpm_boot.launch import INDEX, LAST_USED, PROJECT, USE_LOCK, ephemeral_root, read_record
+from hpm_boot.reuse import INDEX, LAST_USED, PROJECT, USE_LOCK, ephemeral_root, read_record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -97,23 +97,23 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def remove(env: Env, root: str) -> bool:
-    """Remove ``env`` unless a run holds it; True when removed."""
+def remove(environ: Env, root: str) -> bool:
+    """Remove ``environ`` unless a run holds it; True when removed."""
     try:
-        fd = os.open(os.path.join(env.path, USE_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(os.path.join(environ.path, USE_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise NotWritableError(f"cannot remove {env.path}: {exc.strerror}",
+        raise NotWritableError(f"cannot remove {environ.path}: {exc.strerror}",
                                f"check the permissions of {root}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
-        trash = os.path.join(root, f".trash-{env.id}-{os.getpid()}")
+        trash = os.path.join(root, f".trash-{environ.id}-{os.getpid()}")
         try:
-            os.rename(env.path, trash)
+            os.rename(environ.path, trash)
         except OSError as exc:
-            raise NotWritableError(f"cannot remove {env.path}: {exc.strerror}",
+            raise NotWritableError(f"cannot remove {environ.path}: {exc.strerror}",
                                    f"check the permissions of {root}") from None
         shutil.rmtree(trash, ignore_errors=True)
         return True
@@ -149,8 +149,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
 
 
-def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    root = ephemeral_root(env)
+def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    root = ephemeral_root(environ)
     if args.keep is not None and args.keep < 0:
         raise UsageError(f"--keep {args.keep}: expected 0 or more")
     keep = args.keep if args.keep is not None else (None if args.older_than else DEFAULT_KEEP)

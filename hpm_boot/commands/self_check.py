@@ -22,13 +22,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from hpm_boot import _pyz
+from hpm_boot import _pyz, contract
 from hpm_boot.errors import HpmError
-from hpm_boot.payload import ENV_B64, ENV_FILE, ENV_KEY, ENV_KEY_FILE
 
 #: Variables whose presence (never value) is reported.
 VARIABLES = (
-    "HPM_VENV", ENV_B64, ENV_FILE, ENV_KEY, ENV_KEY_FILE, "HPM_CACHE", "HPM_UV", "HPM_REGISTRY",
+    contract.VENV, contract.LOCK_B64, contract.LOCK_FILE, contract.LOCK_KEY, contract.LOCK_KEY_FILE,
+    contract.CACHE, contract.UV, contract.REGISTRY,
 )  # fmt: skip
 
 
@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
-def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Print the report; return 0 when hpm can work here, else the first problem's code."""
-    report = collect(env)
+    report = collect(environ)
     if args.json:
         import json
 
@@ -52,7 +52,7 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 # -- gathering ----------------------------------------------------------------------------
 
 
-def collect(env: Mapping[str, str]) -> dict[str, Any]:
+def collect(environ: Mapping[str, str]) -> dict[str, Any]:
     """The whole report as a JSON-able dict (``exit_code`` and ``problems`` included)."""
     info = _pyz.self_check_info()
     build = info.pop("build")
@@ -70,11 +70,11 @@ def collect(env: Mapping[str, str]) -> dict[str, Any]:
         "cache": {"places": [
             {"path": p, "state": _pyz.place_state(p)} for p in _pyz.cache_places()
         ]},
-        "variables": {name: name in env for name in VARIABLES},
+        "variables": {name: name in environ for name in VARIABLES},
     }  # fmt: skip
     problems: list[tuple[int, str]] = []
     report["msgspec"] = _msgspec(info, problems)
-    report["installers"] = _installers(env, problems)
+    report["installers"] = _installers(environ, problems)
     report["problems"] = [message for _, message in problems]
     report["exit_code"] = problems[0][0] if problems else 0
     return report
@@ -129,18 +129,18 @@ def _run_version(argv: list[str]) -> str | None:
     return text.splitlines()[0] if done.returncode == 0 and text else None
 
 
-def _installers(env: Mapping[str, str], problems: list[tuple[int, str]]) -> dict[str, Any]:
+def _installers(environ: Mapping[str, str], problems: list[tuple[int, str]]) -> dict[str, Any]:
     """uv (as hpm finds it, with its version), conda-likes on PATH, pip in this interpreter."""
     from hpm_boot.uvbin import find_uv
 
     out: dict[str, Any] = {}
     try:
-        uv = find_uv(env)
+        uv = find_uv(environ)
         out["uv"] = {"path": uv, "version": _run_version([uv, "--version"])}
     except HpmError as exc:
         out["uv"] = {"path": None, "error": exc.message}
         problems.append((exc.exit_code, exc.message))
-    out["conda"] = {name: shutil.which(name, path=env.get("PATH"))
+    out["conda"] = {name: shutil.which(name, path=environ.get("PATH"))
                     for name in ("conda", "mamba", "micromamba")}  # fmt: skip
     import importlib.util
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from hpm_boot import payload
+from hpm_boot import contract, payload
 from hpm_boot.errors import UsageError
 
 READY_FILE = "/tmp/hpm-ready"
@@ -24,8 +24,8 @@ UV_CACHE = "/var/cache/uv"
 PROBE_PERIOD_S = 5
 PROBE_FAILURES = 60
 """5 s x 60 = 5 minutes for hpm to install the lock before the kubelet restarts the pod."""
-SECRET_KEY = payload.ENV_B64
-KEY_SECRET_KEY = payload.ENV_KEY
+SECRET_KEY = contract.LOCK_B64
+KEY_SECRET_KEY = contract.LOCK_KEY
 LABEL_NAME = "app.kubernetes.io/name"
 ANNOTATION_DIGEST = "hpm/lock-digest"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -87,7 +87,7 @@ def manifests(payload_text: str, name: str, image: str, plan: object = None) -> 
         env.append({"name": KEY_SECRET_KEY,
                     "valueFrom": {"secretKeyRef": {"name": f"{name}-lock-key", "key": KEY_SECRET_KEY}}})
     env += [
-        {"name": "HPM_READY_FILE", "value": READY_FILE},
+        {"name": contract.READY_FILE, "value": READY_FILE},
         {"name": "UV_CACHE_DIR", "value": UV_CACHE},
     ]
     annotations = {ANNOTATION_DIGEST: payload.digest(lock)}

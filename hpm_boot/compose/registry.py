@@ -18,9 +18,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from hpm_boot import yamlpos
-from hpm_boot.errors import DataError, NotFoundError
-from hpm_boot.manifest import (
+from hpm_boot.compose import yamlpos
+from hpm_boot.compose.manifest import (
     MODES,
     LocalSource,
     Manifest,
@@ -34,7 +33,8 @@ from hpm_boot.manifest import (
     convert,
     merge,
 )
-from hpm_boot.yamlpos import Position, Positions, YamlError
+from hpm_boot.compose.yamlpos import Position, Positions, YamlError
+from hpm_boot.errors import DataError, NotFoundError
 
 CONFIG_NAMES = ("hpm-registry.yaml", "hpm-registry.yml")
 _OVERLAY = re.compile(r"^(?P<stem>.+)\.(?P<kind>dev|local)\.ya?ml$")

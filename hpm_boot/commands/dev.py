@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpm_boot.cli import add_selection, describe_source, display_path
+from hpm_boot.commands._options import add_selection, mode_of, registry_dirs, selection_of
+from hpm_boot.commands._output import describe_source, display_path, print_table
 from hpm_boot.errors import (
     DataError,
     DirtyCheckoutError,
@@ -37,7 +38,7 @@ from hpm_boot.errors import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from hpm_boot.registry import Entry, Registry
+    from hpm_boot.compose.registry import Entry, Registry
 
 
 # ---------------------------------------------------------------- git
@@ -45,10 +46,10 @@ if TYPE_CHECKING:
 
 def git(args: Sequence[str], cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
     """Run git (never prompting for credentials); the caller checks the return code."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    environ = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     try:
         return subprocess.run(["git", *(["-C", str(cwd)] if cwd else []), *args], capture_output=True,
-                              text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+                              text=True, env=environ, stdin=subprocess.DEVNULL, timeout=600)
     except FileNotFoundError:
         raise InstallerMissingError("git is not installed; hpm dev needs it") from None
 
@@ -119,18 +120,18 @@ def local_ref(repo: Path, ref: str) -> str | None:
 # ---------------------------------------------------------------- registry helpers
 
 
-def _registries(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Registry, Registry]:
+def _registries(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Registry, Registry]:
     """(dev-mode registry, prod-mode registry): dev paths come from dev overlays."""
-    from hpm_boot import cli, registry
+    from hpm_boot.compose import registry
 
-    dirs = cli.registry_dirs(args, env)
+    dirs = registry_dirs(args, environ)
     return registry.load(dirs, "dev"), registry.load(dirs, "prod")
 
 
 def _entry(reg: Registry, name: str) -> Entry:
     entry = reg.get(name)
     if entry is None:
-        from hpm_boot.resolve import unknown_name_error
+        from hpm_boot.compose.resolve import unknown_name_error
 
         raise unknown_name_error(name, reg.entries, f"no package {name!r} in the registry")
     return entry
@@ -149,8 +150,8 @@ class _Checkout:
 
 
 def _plan_checkout(name: str, dev: Registry, prod: Registry, path: str | None) -> _Checkout:
+    from hpm_boot.compose.manifest import GitSource
     from hpm_boot.errors import mask_credentials
-    from hpm_boot.manifest import GitSource
 
     entry = _entry(dev, name)
     source = _entry(prod, name).manifest.sources.prod
@@ -228,12 +229,12 @@ def _clone(job: _Checkout) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cmd_checkout(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def cmd_checkout(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from hpm_boot.errors import mask_credentials
 
     if args.path and len(args.names) > 1:
         raise UsageError("--path takes one package; check out one at a time")
-    dev, prod = _registries(args, env)
+    dev, prod = _registries(args, environ)
     jobs = [_plan_checkout(name, dev, prod, args.path) for name in args.names]  # all checks first
     for job in jobs:
         where = display_path(job.target)
@@ -262,7 +263,7 @@ def cmd_checkout(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _status_row(entry: Entry, mode: str, prod_source: Any) -> dict[str, Any]:
-    from hpm_boot.manifest import GitSource
+    from hpm_boot.compose.manifest import GitSource
 
     checkout = entry.dev_checkout()
     exists = checkout is not None and checkout.is_dir()
@@ -305,18 +306,18 @@ def _vs_prod(row: Mapping[str, Any]) -> str:
     return f"{', '.join(p for p in parts if p)} of {row['prod_ref']}"
 
 
-def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     import sys
 
-    from hpm_boot import cli, registry, resolve
+    from hpm_boot.compose import registry, resolve
 
-    mode = cli.mode_of(args, env)
-    dev, prod = _registries(args, env)
+    mode = mode_of(args, environ)
+    dev, prod = _registries(args, environ)
     current = dev if mode == "dev" else prod
     names = list(current.entries)
     if args.with_ or args.group or args.provide or args.plan:
-        reg = registry.load(cli.registry_dirs(args, env), mode)  # type: ignore[arg-type]
-        names = [p.name for p in resolve.resolve(reg, cli.selection_of(args, env)).packages]
+        reg = registry.load(registry_dirs(args, environ), mode)  # type: ignore[arg-type]
+        names = [p.name for p in resolve.resolve(reg, selection_of(args, environ)).packages]
     rows = [_status_row(dev.entries[n], mode, prod.entries[n].manifest.sources.prod) for n in names]
     if args.json:
         import json
@@ -337,7 +338,7 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             state += f" @ {row['head']}"
         table.append((row["name"], f"{row['uses']}: {row['source']}", checkout, state, _vs_prod(row)))
     print(f"mode {mode}")
-    cli.print_table(table)
+    print_table(table)
     for row in rows:
         if row["note"]:
             print(f"  {row['name']}: {row['note']}")
@@ -418,8 +419,8 @@ def _overlay_sets_ref(path: Path) -> str | None:
     return str(ref)
 
 
-def cmd_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    dev, _prod = _registries(args, env)
+def cmd_pin(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    dev, _prod = _registries(args, environ)
     entry = _entry(dev, args.name)
     checkout = Path(os.path.abspath(args.path)) if args.path else entry.dev_checkout()
     if checkout is None:
@@ -454,7 +455,7 @@ def cmd_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if old == ref:
         print(f"{entry.name}: {file}:{line} already pins {ref}; nothing to change")
     else:
-        from hpm_boot.boot import write_atomic
+        from hpm_boot.fsutil import write_atomic
 
         try:
             write_atomic(str(file), new_text.encode("utf-8"), file.stat().st_mode & 0o7777)
@@ -473,13 +474,13 @@ def _pin_notes(entry: Entry, repo: Path, ref: str, is_tag: bool) -> None:
     """Warnings that save a broken prod run: unpushed ref, overlay override, stale version."""
     import re
 
+    from hpm_boot.compose.manifest import GitSource
     from hpm_boot.errors import mask_credentials
-    from hpm_boot.manifest import GitSource
 
     prod = entry.manifest.sources.prod
     if isinstance(prod, GitSource):
         if is_tag:
-            from hpm_boot.lock import resolve_git_ref
+            from hpm_boot.compose.lock import resolve_git_ref
 
             try:
                 resolve_git_ref(prod.url, ref, entry.name)
@@ -531,11 +532,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(dev_func=cmd_pin)
 
 
-def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     func = getattr(args, "dev_func", None)
     if func is None:
         raise UsageError("hpm dev needs a subcommand: checkout, status or pin", "see hpm dev --help")
     for attr in ("with_", "group", "provide", "plan", "json"):
         if not hasattr(args, attr):
             setattr(args, attr, None)
-    return int(func(args, env))
+    return int(func(args, environ))

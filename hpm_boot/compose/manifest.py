@@ -19,8 +19,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from hpm_boot import yamlpos
-from hpm_boot.yamlpos import FieldPath, Position, Positions
+from hpm_boot.compose import yamlpos
+from hpm_boot.compose.yamlpos import FieldPath, Position, Positions
 
 Mode = Literal["prod", "dev"]
 MODES: tuple[Mode, ...] = ("prod", "dev")

@@ -2,7 +2,7 @@
 
 The resolver pulls in what was asked for (``--with``, groups, registry defaults),
 follows ``requires`` transitively, chooses one provider for every virtual in the
-fixed order of DESIGN.md, then checks versions and ``conflicts``. Every package in
+fixed order of docs/manifest.md ("provider rules"), then checks versions and ``conflicts``. Every package in
 the plan carries the reason it is there, so ``hpm why`` can print the chain. The
 plan is deterministic: the same inputs give the same plan, byte for byte.
 """
@@ -19,9 +19,10 @@ from pathlib import Path
 import msgspec
 from packaging.utils import canonicalize_name
 
+from hpm_boot import contract
+from hpm_boot.compose.manifest import LocalSource, Mode, Source, specifier
+from hpm_boot.compose.registry import Entry, Registry
 from hpm_boot.errors import NotFoundError, ResolutionError, UsageError
-from hpm_boot.manifest import LocalSource, Mode, Source, specifier
-from hpm_boot.registry import Entry, Registry
 
 PLAN_FORMAT = 1
 
@@ -164,7 +165,7 @@ def resolve(registry: Registry, selection: Selection) -> Plan:
                     f"{origin} {virtual}={package}: {virtual} is a package, not a "
                     "virtual; select it with --with instead"
                 )
-            if origin != "HPM_PROVIDERS":
+            if origin != contract.PROVIDERS:
                 raise state.unknown(virtual, f"{origin}: virtual")
             continue
         if package not in virtuals[virtual]:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hpm_boot.boot import Environment
     from hpm_boot.log import Log
+    from hpm_boot.target import Environment
 
 #: Run in the target interpreter: import the modules given as arguments, one by one.
 #: The current directory is dropped from sys.path so that a checkout in the working
@@ -57,7 +57,7 @@ class Check:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hpm_boot.cli import add_installer_options
+    from hpm_boot.commands._options import add_installer_options
 
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report here")
     parser.add_argument("--lock", metavar="FILE",
@@ -173,18 +173,18 @@ def top_level_modules(dist_info: str, dist_name: str) -> list[str]:
 
 
 def _child_env(environment: Environment, environ: Mapping[str, str]) -> dict[str, str]:
-    from hpm_boot.boot import child_environ
+    from hpm_boot.handover import child_environ
 
-    env = child_environ(environment, environ)
-    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-    return env
+    environ = child_environ(environment, environ)
+    environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    return environ
 
 
-def _run(check: Check, argv: list[str], env: Mapping[str, str], timeout: float, cwd: str | None) -> None:
+def _run(check: Check, argv: list[str], environ: Mapping[str, str], timeout: float, cwd: str | None) -> None:
     check.command = argv
     started = time.perf_counter()
     try:
-        proc = subprocess.run(argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+        proc = subprocess.run(argv, env=dict(environ), cwd=cwd, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         check.seconds = time.perf_counter() - started
@@ -220,20 +220,20 @@ def _text(data: bytes | str | None) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
-def import_check(package: str, modules: list[str], environment: Environment, env: Mapping[str, str],
+def import_check(package: str, modules: list[str], environment: Environment, environ: Mapping[str, str],
                  timeout: float) -> Check:
     check = Check(package, "import")
     if not modules:
         check.status, check.message = "skip", "no top-level modules found (top_level.txt, RECORD)"
         return check
     argv = [environment.python, "-c", IMPORT_CODE, *modules]
-    _run(check, argv, env, timeout, cwd="/" if os.name != "nt" else None)
+    _run(check, argv, environ, timeout, cwd="/" if os.name != "nt" else None)
     if check.status == "pass":
         check.message = "import " + ", ".join(modules)
     return check
 
 
-def smoke_check(package: str, command: str, environment: Environment, env: Mapping[str, str],
+def smoke_check(package: str, command: str, environment: Environment, environ: Mapping[str, str],
                 timeout: float) -> Check:
     check = Check(package, "smoke")
     try:
@@ -244,10 +244,10 @@ def smoke_check(package: str, command: str, environment: Environment, env: Mappi
     if not argv:
         check.status, check.message = "fail", "entrypoint smoke is empty"
         return check
-    from hpm_boot.boot import target_program
+    from hpm_boot.handover import target_program
 
     argv[0] = target_program(argv[0], environment)  # as `hpm run` does
-    _run(check, argv, env, timeout, cwd=None)
+    _run(check, argv, environ, timeout, cwd=None)
     if check.status == "pass":
         check.message = command
     return check
@@ -276,10 +276,10 @@ def dist_name(pkg: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]) -> str:
 
 def run_checks(lock: Mapping[str, Any], environment: Environment, environ: Mapping[str, str],
                timeout: float) -> list[Check]:
-    from hpm_boot.boot import installed
+    from hpm_boot.target import installed
 
     have = installed(environment.site_dirs)
-    env = _child_env(environment, environ)
+    environ = _child_env(environment, environ)
     checks: list[Check] = []
     for pkg in lock.get("packages", []):
         name = pkg["name"]
@@ -292,10 +292,11 @@ def run_checks(lock: Mapping[str, Any], environment: Environment, environ: Mappi
                 checks.append(Check(name, "import", "fail", message=f"{dist} is not installed in "
                                     f"{', '.join(environment.site_dirs) or environment.python}"))
             else:
-                checks.append(import_check(name, top_level_modules(got[1], dist), environment, env, timeout))
+                modules = top_level_modules(got[1], dist)
+                checks.append(import_check(name, modules, environment, environ, timeout))
         command = pkg.get("entrypoints", {}).get("smoke")
         if command:
-            checks.append(smoke_check(name, command, environment, env, timeout))
+            checks.append(smoke_check(name, command, environment, environ, timeout))
     return checks
 
 
@@ -307,7 +308,7 @@ def _versions(lock: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def print_report(checks: Sequence[Check], lock: Mapping[str, Any] | None, out: Any = None) -> None:
-    from hpm_boot.cli import print_table
+    from hpm_boot.commands._output import print_table
 
     out = out or sys.stdout
     versions = _versions(lock)
@@ -383,8 +384,8 @@ def junit_xml(checks: Sequence[Check], suite: str, lock: Mapping[str, Any] | Non
 
 
 def _write_report(path: str, data: bytes, log: Log) -> None:
-    from hpm_boot.boot import write_atomic
     from hpm_boot.errors import NotWritableError
+    from hpm_boot.fsutil import write_atomic
 
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -398,16 +399,16 @@ def _write_report(path: str, data: bytes, log: Log) -> None:
 # ---------------------------------------------------------------- command
 
 
-def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from hpm_boot import cli
+def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from hpm_boot.commands.install import install_selection
     from hpm_boot.errors import HpmError
     from hpm_boot.log import Log
 
     started = time.perf_counter()
     try:
-        data, environment, log = cli._install(args, env)
+        data, environment, log = install_selection(args, environ)
     except HpmError as exc:
-        log = Log(env)
+        log = Log(environ)
         code = log.error(exc)
         check = Check("hpm", "install", "error", time.perf_counter() - started, exc.message,
                       exc.details or "")
@@ -415,10 +416,11 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if args.junit:
             _write_report(args.junit, junit_xml([check], args.suite_name, None, "", check.seconds), log)
         return code
-    from hpm_boot.payload import ENV_B64, ENV_FILE
+    from hpm_boot import contract
 
-    source = args.lock or (ENV_B64 if ENV_B64 in env else env.get(ENV_FILE) or "registry")
-    checks = run_checks(data, environment, env, args.timeout)
+    source = args.lock or (contract.LOCK_B64 if contract.LOCK_B64 in environ
+                           else environ.get(contract.LOCK_FILE) or "registry")
+    checks = run_checks(data, environment, environ, args.timeout)
     print_report(checks, data)
     if args.junit:
         _write_report(args.junit, junit_xml(checks, args.suite_name, data, source,

@@ -19,6 +19,8 @@ from typing import Any
 import msgspec
 
 from hpm_boot import __version__, payload
+from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, UrlSource
+from hpm_boot.compose.resolve import Plan, PlannedPackage
 from hpm_boot.errors import (
     DataError,
     InstallerFailedError,
@@ -27,8 +29,6 @@ from hpm_boot.errors import (
     UsageError,
     mask_credentials,
 )
-from hpm_boot.manifest import GitSource, LocalSource, PypiSource, UrlSource
-from hpm_boot.resolve import Plan, PlannedPackage
 from hpm_boot.uvbin import find_uv
 
 LOCK_VERSION = 1
@@ -87,7 +87,7 @@ class Lock(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_field
 # ---------------------------------------------------------------- git
 
 
-def resolve_git_ref(url: str, ref: str, package: str, env: Mapping[str, str] | None = None) -> str:
+def resolve_git_ref(url: str, ref: str, package: str, environ: Mapping[str, str] | None = None) -> str:
     """The full commit SHA ``ref`` (tag, branch or SHA) points at, asked of the remote.
 
     An annotated tag resolves to the commit it tags (the peeled ``^{}`` line), not to the
@@ -102,7 +102,7 @@ def resolve_git_ref(url: str, ref: str, package: str, env: Mapping[str, str] | N
             ["git", "ls-remote", "--", url, f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}",
              f"refs/heads/{ref}", ref],
             capture_output=True, text=True, timeout=120,
-            env={**(os.environ if env is None else env), "GIT_TERMINAL_PROMPT": "0"},
+            env={**(os.environ if environ is None else environ), "GIT_TERMINAL_PROMPT": "0"},
         )
     except FileNotFoundError:
         raise InstallerMissingError(f"{package}: git is not installed; it is needed to lock git sources",
@@ -131,7 +131,7 @@ def _extras(p: PlannedPackage) -> str:
     return f"[{','.join(p.extras)}]" if p.extras else ""
 
 
-def lock_package(p: PlannedPackage, env: Mapping[str, str] | None = None) -> LockedPackage:
+def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None) -> LockedPackage:
     """Freeze one planned package: git refs become SHAs, paths stay absolute paths."""
     common: dict[str, Any] = {
         "name": p.name, "version": p.version, "manager": p.manager, "source_mode": p.source_mode,
@@ -140,7 +140,7 @@ def lock_package(p: PlannedPackage, env: Mapping[str, str] | None = None) -> Loc
     }
     source = p.source
     if isinstance(source, GitSource):
-        sha = resolve_git_ref(source.url, source.ref, p.name, env)
+        sha = resolve_git_ref(source.url, source.ref, p.name, environ)
         sub = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
         return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ git+{source.url}@{sha}{sub}",
                              source="git", commit=sha, ref=source.ref)
@@ -187,10 +187,10 @@ def parse_compiled(text: str, editable_names: Mapping[str, str] | None = None) -
         line, _, markers = line.partition(" ; ")
         if " @ " in line:
             name, _, url = line.partition(" @ ")
-            pins.append(Pin(name=_norm(name), url=url.strip(), hashes=hashes, markers=markers or None))
+            pins.append(Pin(name=_dist_name(name), url=url.strip(), hashes=hashes, markers=markers or None))
         elif "==" in line:
             name, _, version = line.partition("==")
-            pins.append(Pin(name=_norm(name), version=version.strip(), hashes=hashes,
+            pins.append(Pin(name=_dist_name(name), version=version.strip(), hashes=hashes,
                             markers=markers or None))
         else:
             raise InstallerFailedError(f"unexpected line in uv pip compile output: {mask_credentials(raw)}",
@@ -216,14 +216,15 @@ def _logical_lines(text: str) -> list[str]:
     return out
 
 
-def _norm(name: str) -> str:
+def _dist_name(requirement_name: str) -> str:
+    """The normalized distribution name of ``name[extras]``."""
     from packaging.utils import canonicalize_name
 
-    return canonicalize_name(name.split("[", 1)[0].strip())
+    return canonicalize_name(requirement_name.split("[", 1)[0].strip())
 
 
 def _name_from_path(url: str) -> str:
-    return _norm(Path(url.removeprefix("file://").rstrip("/")).name)
+    return _dist_name(Path(url.removeprefix("file://").rstrip("/")).name)
 
 
 # ---------------------------------------------------------------- compile
@@ -234,7 +235,7 @@ def compile_pins(
     target: Target,
     uv: str,
     extra_args: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     editable_names: Mapping[str, str] | None = None,
 ) -> list[Pin]:
     """The pinned closure of ``requirements`` for ``target``, by ``uv pip compile``.
@@ -250,7 +251,7 @@ def compile_pins(
         cmd += ["--python-platform", target.python_platform]
     try:
         out = subprocess.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
-                             env=dict(env if env is not None else os.environ))
+                             env=dict(environ if environ is not None else os.environ))
     except FileNotFoundError:
         raise InstallerMissingError(f"uv not found at {uv}", "install uv or set HPM_UV") from None
     except PermissionError:
@@ -301,22 +302,22 @@ def make_lock(
     target: Target,
     uv: str | None = None,
     uv_args: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Lock:
     """Freeze ``plan`` for ``target``: resolve git SHAs, compile the closure with uv.
 
     Packages managed by uv or pip are compiled together (one closure, one resolution);
     conda packages are recorded as conda specs and not compiled. A pypi source with its
-    own ``index`` adds that index to the compile (``--extra-index-url``). ``env`` is the
+    own ``index`` adds that index to the compile (``--extra-index-url``). ``environ`` is the
     environment of git and uv (default ``os.environ``); uv is ``uv``, else found in it.
     """
-    packages = [lock_package(p, env) for p in plan.packages]
+    packages = [lock_package(p, environ) for p in plan.packages]
     compiled = [p for p in packages if p.manager in ("uv", "pip")]
     requirements = [p.requirement for p in compiled]
     indexes = sorted({p.index for p in compiled if p.index})
     extra = [*uv_args, *(a for i in indexes for a in ("--extra-index-url", i))]
     editables = {p.path: p.name for p in compiled if p.editable and p.path}
-    pins = (compile_pins(requirements, target, uv or find_uv(env), extra, env, editables)
+    pins = (compile_pins(requirements, target, uv or find_uv(environ), extra, environ, editables)
             if requirements else [])
     return Lock(
         version=LOCK_VERSION,
@@ -346,6 +347,27 @@ def to_dict(lock: Lock) -> dict[str, Any]:
 def to_json(lock: Lock) -> bytes:
     """``hpm.lock.json``: sorted keys, two-space indent, a final newline; no timestamp."""
     return msgspec.json.format(msgspec.json.encode(lock, order="sorted"), indent=2) + b"\n"
+
+
+def applicable(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (a lock as JSON data) with only the pins whose environment markers hold for
+    the interpreter running hpm, and those without their markers: what the start path
+    checks and installs (``target.missing`` evaluates no markers)."""
+    from packaging.markers import InvalidMarker, Marker
+
+    pins = []
+    for pin in data.get("pins", []):
+        markers = pin.get("markers")
+        if markers:
+            try:
+                holds = Marker(markers).evaluate()
+            except InvalidMarker as exc:
+                raise DataError(f"the lock has an invalid environment marker {markers!r}", str(exc)) from None
+            if not holds:
+                continue
+            pin = {k: v for k, v in pin.items() if k != "markers"}
+        pins.append(pin)
+    return {**data, "pins": pins}
 
 
 def from_dict(data: Any, source: str) -> Lock:

@@ -27,8 +27,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from hpm_boot import contract
+from hpm_boot.commands._options import (
+    add_installer_options,
+    add_selection,
+    add_target_options,
+    installer_options,
+    load_plan,
+)
 from hpm_boot.errors import DataError, InstallerMissingError, NotFoundError, UsageError
-from hpm_boot.payload import ENV_B64, ENV_FILE, ENV_KEY, ENV_KEY_FILE
 
 if TYPE_CHECKING:
     from hpm_boot.log import Log
@@ -40,8 +47,6 @@ PROBE = ("import platform,sys;print('%d.%d' % sys.version_info[:2], platform.mac
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hpm_boot.cli import add_installer_options
-
     own_options(parser)
     add_installer_options(parser)
     parser.add_argument("words", nargs=argparse.REMAINDER, metavar="run [ENGINE ARGS...] [-- CMD...]",
@@ -49,8 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def own_options(parser: argparse.ArgumentParser) -> None:
-    from hpm_boot.cli import add_target_options
-
     parser.add_argument("--engine", choices=ENGINES,
                         help="container engine (default: HPM_ENGINE, else docker or podman, "
                         "whichever is on PATH)")
@@ -67,8 +70,6 @@ def own_options(parser: argparse.ArgumentParser) -> None:
 
 def _hpm_long_options() -> dict[str, bool]:
     """hpm's long options that may appear after `run`: name -> takes a value."""
-    from hpm_boot.cli import add_installer_options, add_selection
-
     p = argparse.ArgumentParser(add_help=False)
     add_selection(p)
     own_options(p)
@@ -113,12 +114,12 @@ def split_words(words: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
     return hpm, engine, cmd
 
 
-def find_engine(choice: str | None, env: Mapping[str, str]) -> str:
-    name = choice or env.get("HPM_ENGINE") or ""
+def find_engine(choice: str | None, environ: Mapping[str, str]) -> str:
+    name = choice or environ.get(contract.ENGINE) or ""
     if name and name not in ENGINES:
-        raise UsageError(f"HPM_ENGINE={name!r}: expected one of {', '.join(ENGINES)}")
+        raise UsageError(f"{contract.ENGINE}={name!r}: expected one of {', '.join(ENGINES)}")
     for candidate in [name] if name else list(ENGINES):
-        found = shutil.which(candidate, path=env.get("PATH"))
+        found = shutil.which(candidate, path=environ.get("PATH"))
         if found:
             return found
     raise InstallerMissingError(
@@ -187,27 +188,27 @@ def entrypoint_args(entrypoint: Sequence[str], name: str, image: str) -> list[st
     return [*entrypoint[:cut], "--entrypoint", name]
 
 
-def make_payload(args: argparse.Namespace, env: Mapping[str, str], engine: str, image: str,
+def make_payload(args: argparse.Namespace, environ: Mapping[str, str], engine: str, image: str,
                  log: Log) -> str:
-    from hpm_boot import cli, payload
+    from hpm_boot import payload
 
-    key = payload.read_key(env)
+    key = payload.read_key(environ)
     if args.lock:
         # the key (if any) signs what is sent; the file itself is read as the user's own
         loaded = payload.load_file(args.lock, None, f"--lock {args.lock}")
         data = loaded[0]
         log.info(f"lock from {loaded[1]}")
     else:
-        from hpm_boot import lock as lockmod
+        from hpm_boot.compose import lock as lockmod
 
-        plan = cli.load_plan(args, env, log)
+        plan = load_plan(args, environ, log)
         version, platform = args.python_version, args.python_platform
         if not version:
             version, found = image_target(engine, image)
             platform = platform or found
             log.info(f"{image}: Python {version}{' ' + found if found else ''}")
         target = lockmod.default_target(version, platform)
-        lock = lockmod.make_lock(plan, target, uv_args=cli.installer_options(args).uv_args())
+        lock = lockmod.make_lock(plan, target, uv_args=installer_options(args).uv_args())
         for warning in lockmod.lock_warnings(lock):
             log.warning(warning)
         data = lockmod.to_dict(lock)
@@ -220,14 +221,12 @@ def make_payload(args: argparse.Namespace, env: Mapping[str, str], engine: str, 
     return text
 
 
-def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from hpm_boot.log import Log
 
     hpm_words, engine_args, cmd = split_words(args.words)
     if hpm_words:  # hpm options given after `run`: parse them onto the same namespace
         p = argparse.ArgumentParser(prog="hpm docker run", add_help=False, allow_abbrev=False)
-        from hpm_boot.cli import add_installer_options, add_selection
-
         add_selection(p)
         own_options(p)
         add_installer_options(p)
@@ -235,24 +234,25 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             p.parse_args(hpm_words, namespace=args)
         except SystemExit as exc:
             return int(exc.code or 2)
-    log = Log(env)
-    image = args.image or env.get("HPM_IMAGE")
+    log = Log(environ)
+    image = args.image or environ.get(contract.IMAGE)
     if not image:
         raise UsageError("no image: give --image IMAGE (or set HPM_IMAGE)")
-    engine = find_engine(args.engine, env)
-    text = make_payload(args, env, engine, image, log)
-    argv = [os.path.basename(engine), "run", *engine_args, "-e", ENV_B64]
+    engine = find_engine(args.engine, environ)
+    text = make_payload(args, environ, engine, image, log)
+    argv = [os.path.basename(engine), "run", *engine_args, "-e", contract.LOCK_B64]
     if args.hpm_entrypoint:
         new = entrypoint_args(image_entrypoint(engine, image), args.hpm_entrypoint, image)
         argv += ["--entrypoint", new[0], image, *new[1:], *(["--", *cmd] if cmd else [])]
     else:
         argv += [image, *cmd]
     if args.dry_run:
-        print(f"{ENV_B64}=<{len(text)} bytes> {shlex.join(argv)}")
+        print(f"{contract.LOCK_B64}=<{len(text)} bytes> {shlex.join(argv)}")
         return 0
-    child = {k: v for k, v in env.items() if k not in (ENV_KEY, ENV_KEY_FILE, ENV_FILE)}
-    child[ENV_B64] = text
-    log.info(f"exec {shlex.join(argv)} ({ENV_B64}: {len(text)} bytes, in the environment)")
+    dropped = (contract.LOCK_KEY, contract.LOCK_KEY_FILE, contract.LOCK_FILE)
+    child = {k: v for k, v in environ.items() if k not in dropped}
+    child[contract.LOCK_B64] = text
+    log.info(f"exec {shlex.join(argv)} ({contract.LOCK_B64}: {len(text)} bytes, in the environment)")
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -1,0 +1,145 @@
+"""``hpm lock``: freeze the plan (docs/lock-format.md); ``--check`` compares an existing
+lock with the registry and selection instead."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpm_boot import contract
+from hpm_boot.commands._options import (
+    Environ,
+    add_installer_options,
+    add_target_options,
+    installer_options,
+    load_plan,
+)
+from hpm_boot.commands._output import write_output
+from hpm_boot.errors import NotFoundError, NotWritableError, UsageError
+
+if TYPE_CHECKING:
+    from hpm_boot.compose.resolve import Plan
+    from hpm_boot.log import Log
+
+DEFAULT_FILE = "hpm.lock.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help=f"where to write (default: {DEFAULT_FILE} for json, stdout for the others; "
+                   "- for stdout)")
+    p.add_argument("--format", choices=("json", "b64", "env", "docker", "k8s"), default="json",
+                   help="json: the lock file; b64: the HPM_LOCK_B64 value; env: a HPM_LOCK_B64= line; "
+                   "docker: -e arguments; k8s: a Secret and a Deployment that reads it")
+    add_target_options(p, "the running interpreter's")
+    p.add_argument("--sign-key-file", metavar="FILE",
+                   help="sign the payload with HMAC-SHA256 (default: HPM_LOCK_KEY / HPM_LOCK_KEY_FILE)")
+    p.add_argument("--check", action="store_true",
+                   help=f"compare the lock (-o, default {DEFAULT_FILE}) with the registry and selection: "
+                   "exit 0 up to date, 1 out of date (as `uv lock --check`), 66 no lock")
+    p.add_argument("--name", default="hpm-app",
+                   help="k8s: name of the Deployment and its labels; the Secret is NAME-lock")
+    p.add_argument("--image", default="registry.example.com/app:latest", help="k8s: the image to run")
+    add_installer_options(p)
+
+
+def main(args: argparse.Namespace, environ: Environ) -> int:
+    from hpm_boot import payload
+    from hpm_boot.compose import lock as lockmod
+    from hpm_boot.log import Log
+    from hpm_boot.uvbin import find_uv
+
+    log = Log(environ)
+    if args.format == "json" and args.sign_key_file:
+        raise UsageError("--sign-key-file signs a payload; a JSON lock carries no signature",
+                         "add --format b64 (or env, docker, k8s), e.g. hpm lock --format b64 -o hpm.lock.b64")
+    if args.format == "k8s":
+        from hpm_boot.compose import k8s
+
+        k8s.check_name(args.name)
+        k8s.check_image(args.image)
+    target = lockmod.default_target(args.python_version, args.python_platform)
+    plan = load_plan(args, environ, log)
+    if args.check:
+        return _check_lock(args, plan, log)
+    key = None if args.format == "json" else _signing_key(args, environ)  # a bad key fails before any work
+    _check_writable_output(args.output or (DEFAULT_FILE if args.format == "json" else "-"))
+    options = installer_options(args)
+    uv = find_uv(environ) if any(p.manager in ("uv", "pip") for p in plan.packages) else None
+    lock = lockmod.make_lock(plan, target, uv=uv, uv_args=options.uv_args(), environ=environ)
+    warnings = lockmod.lock_warnings(lock)
+    if args.format == "json":
+        out = lockmod.to_json(lock).decode("utf-8")
+    else:
+        text = payload.encode(lockmod.to_dict(lock), key)
+        size_warning = payload.check_carriable(text)
+        if size_warning:
+            warnings.append(size_warning)
+    for warning in warnings:
+        log.warning(warning)
+    log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "
+             f"{target.python_version}{' ' + target.python_platform if target.python_platform else ''} "
+             f"({log.elapsed():.2f} s)")
+    if args.format == "json":
+        write_output(args.output or DEFAULT_FILE, out.encode("utf-8"), log)
+        return 0
+    if args.format == "b64":
+        out = text + "\n"
+    elif args.format == "env":
+        out = f"{contract.LOCK_B64}={text}\n"
+    elif args.format == "docker":
+        out = f"-e {contract.LOCK_B64}={text}\n"
+    else:
+        from hpm_boot.compose import k8s
+
+        out = k8s.manifests(text, name=args.name, image=args.image, plan=plan)
+    write_output(args.output or "-", out.encode(), log)
+    return 0
+
+
+def _signing_key(args: argparse.Namespace, environ: Environ) -> bytes | None:
+    """--sign-key-file, else HPM_LOCK_KEY / HPM_LOCK_KEY_FILE, else None (unsigned)."""
+    from hpm_boot import payload
+
+    if args.sign_key_file:
+        return payload.read_key({contract.LOCK_KEY_FILE: args.sign_key_file})
+    return payload.read_key(environ)
+
+
+def _check_writable_output(dest: str) -> None:
+    """73 before git and uv run, not after, when the lock cannot be written where asked."""
+    if dest == "-":
+        return
+    path = Path(dest)
+    if path.is_dir():
+        raise NotWritableError(f"cannot write the lock to {path}: it is a directory",
+                               "give a file name with -o")
+    parent = path.parent
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(parent, os.W_OK)
+    if not parent.is_dir() or not writable:
+        raise NotWritableError(f"cannot write the lock to {path}: {parent} is missing or not writable")
+
+
+def _check_lock(args: argparse.Namespace, plan: Plan, log: Log) -> int:
+    """``hpm lock --check``: 0 up to date, 1 out of date (as ``uv lock --check``), 66 no lock."""
+    from hpm_boot import payload
+    from hpm_boot.compose import lock as lockmod
+
+    path = args.output or DEFAULT_FILE
+    if path == "-" or not Path(path).is_file():
+        raise NotFoundError(f"no lock at {path} to check", "make one with `hpm lock` (-o names the file)")
+    lock = lockmod.from_dict(payload.load_file(path, None, path)[0], path)
+    stale = []
+    if lock.plan_digest != lockmod.plan_digest(plan):
+        stale.append("the registry or the selection changed since it was made")
+    for flag, want, have in (("--python-version", args.python_version, lock.target.python_version),
+                             ("--python-platform", args.python_platform, lock.target.python_platform)):
+        if want is not None and want != have:
+            stale.append(f"it was made for {flag} {have or '(none)'}, not {want}")
+    if stale:
+        log.emit("error", f"{path} is out of date: {'; '.join(stale)}; run `hpm lock` again")
+        return 1
+    print(f"{path} is up to date ({len(lock.packages)} packages, {len(lock.pins)} pins)")
+    return 0
