@@ -20,5 +20,4 @@ Tests hold both rules: no start-path module imports outside them, and no import 
 __version__ = "0.1.0"
 
 #: the start-path modules a warm ``hpm run`` imports, in no particular order
-WARM_START = ("__init__", "__main__", "contract", "errors", "fastargs", "handover", "log", "target",
-              "warmstart")
+WARM_START = ("__init__", "__main__", "contract", "fastargs", "handover", "log", "target", "warmstart")

@@ -283,9 +283,9 @@ def _problem(place: str, sub: str = "wheels", probe: bool = False) -> str | None
 def place_state(place: str) -> str:
     """A cache place as ``hpm self-check`` shows it; looks, never writes."""
     if not os.path.lexists(place):
-        parent = os.path.dirname(place)
-        while parent and not os.path.exists(parent) and parent != os.path.dirname(parent):
-            parent = os.path.dirname(parent)
+        from hpm_boot.fsutil import nearest_existing
+
+        parent = nearest_existing(os.path.dirname(place))
         if os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK):
             return "absent; can be created"
         return f"absent; cannot be created ({parent} is not a writable directory)"

@@ -79,28 +79,3 @@ class Interrupted(HpmError):
         name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, str(signum))
         super().__init__(f"stopped by signal {name} while installing; the installer was stopped too")
         self.exit_code = 128 + signum
-
-
-def mask_credentials(text: str) -> str:
-    """Hide ``user:password@`` in every URL of ``text``."""
-    if not _may_hold_credentials(text):
-        return text  # without importing re: the start path logs through here
-    import re
-
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
-
-
-def _may_hold_credentials(text: str) -> bool:
-    """Whether some ``://`` is followed by ``@`` before any ``/``: only then can
-    ``mask_credentials`` have something to hide. uv names every git pin it installs as
-    ``git+https://host/repo@<commit>``, which has an ``@`` but no credentials."""
-    start = text.find("://")
-    while start >= 0:
-        at = text.find("@", start + 3)
-        if at < 0:
-            return False
-        slash = text.find("/", start + 3)
-        if slash < 0 or at < slash:
-            return True
-        start = text.find("://", start + 3)
-    return False

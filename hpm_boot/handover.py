@@ -2,7 +2,8 @@
 
 ``choose_command`` turns ``--entrypoint NAME`` or ``-- CMD`` into an argv;
 ``hand_over`` touches ``HPM_READY_FILE`` and becomes that argv with ``os.execvpe``: no
-shell and no child, so the application is what the container engine signals.
+shell and no child, so the application is what the container engine signals. The
+error types are imported where they are raised: a warm start raises none.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 import sys
 
 from hpm_boot import contract
-from hpm_boot.errors import CommandNotExecutableError, CommandNotFoundError, NotFoundError, UsageError
 from hpm_boot.target import canonical_name
 
 TYPE_CHECKING = False
@@ -35,16 +35,20 @@ def choose_command(lock: Mapping[str, Any], entrypoint: str | None, cmd: Sequenc
     (``split`` holds commands already split, from the stamp), followed by ``cmd``."""
     if entrypoint is None:
         if not cmd:
+            from hpm_boot.errors import UsageError
+
             raise UsageError("nothing to run: give a command after -- or --entrypoint NAME")
         return list(cmd)
     pkg, sep, name = entrypoint.rpartition(":")
     every = entrypoints_of(lock)
     found = [(p, command) for p, n, command in every if n == name and (not sep or p == canonical_name(pkg))]
-    if not found:
-        known = sorted(f"{p}:{n}" for p, n, _ in every)
-        raise NotFoundError(f"no entrypoint {entrypoint!r} in the plan",
-                            "entrypoints: " + (", ".join(known) or "none defined"))
-    if len(found) > 1:
+    if len(found) != 1:
+        from hpm_boot.errors import NotFoundError
+
+        if not found:
+            known = sorted(f"{p}:{n}" for p, n, _ in every)
+            raise NotFoundError(f"no entrypoint {entrypoint!r} in the plan",
+                                "entrypoints: " + (", ".join(known) or "none defined"))
         choices = ", ".join(f"{p}:{name}" for p, _ in sorted(found))
         raise NotFoundError(f"entrypoint {name!r} is defined by more than one package; "
                             f"choose one of {choices}", f"e.g. --entrypoint {found[0][0]}:{name}")
@@ -120,8 +124,12 @@ def exec_target(argv: Sequence[str], target: Environment, environ: Mapping[str, 
     try:
         os.execvpe(program, list(argv), child)
     except FileNotFoundError:
+        from hpm_boot.errors import CommandNotFoundError
+
         raise CommandNotFoundError(f"command not found: {argv[0]}", f"PATH={child.get('PATH', '')}") from None
     except OSError as exc:  # PermissionError, ENOEXEC (not a program), ...
+        from hpm_boot.errors import CommandNotExecutableError
+
         raise CommandNotExecutableError(
             f"cannot execute {argv[0]}: {exc.strerror}",
             "is it a program (or a script with a #! line) with its x bit set?") from None

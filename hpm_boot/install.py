@@ -19,9 +19,9 @@ from hpm_boot.errors import (
     Interrupted,
     NotWritableError,
     ResolutionError,
-    mask_credentials,
 )
 from hpm_boot.fsutil import nearest_existing
+from hpm_boot.log import mask_credentials
 from hpm_boot.target import Environment, missing, same_python
 
 TYPE_CHECKING = False

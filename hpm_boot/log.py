@@ -4,7 +4,8 @@
 object per line. On failure the one-line cause also goes to the termination log
 (``/dev/termination-log``, which Kubernetes shows as the container's termination
 message; ``HPM_TERMINATION_LOG`` names another file, empty turns it off) when that
-file is writable.
+file is writable. ``mask_credentials`` hides URL credentials in all of it, and in
+whatever else hpm prints.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import sys
 import time
 
 from hpm_boot import contract
-from hpm_boot.errors import HpmError, mask_credentials
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import TextIO
+
+    from hpm_boot.errors import HpmError
 
 _LEVELS = {"quiet": 0, "error": 0, "warning": 1, "info": 2, "debug": 3}
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -103,3 +105,28 @@ def termination_log(message: str, path: str = DEFAULT_TERMINATION_LOG) -> None:
                 f.write(message + "\n")
     except OSError:
         pass
+
+
+def mask_credentials(text: str) -> str:
+    """Hide ``user:password@`` in every URL of ``text``."""
+    if not _may_hold_credentials(text):
+        return text  # without importing re: every log line passes through here
+    import re
+
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+
+
+def _may_hold_credentials(text: str) -> bool:
+    """Whether some ``://`` is followed by ``@`` before any ``/``: only then can
+    ``mask_credentials`` have something to hide. uv names every git pin it installs as
+    ``git+https://host/repo@<commit>``, which has an ``@`` but no credentials."""
+    start = text.find("://")
+    while start >= 0:
+        at = text.find("@", start + 3)
+        if at < 0:
+            return False
+        slash = text.find("/", start + 3)
+        if slash < 0 or at < slash:
+            return True
+        start = text.find("://", start + 3)
+    return False

@@ -18,7 +18,6 @@ write code that the application imports.
 from __future__ import annotations
 
 from hpm_boot import contract, fastargs
-from hpm_boot.errors import HpmError
 from hpm_boot.handover import choose_command, entrypoints_of, hand_over, quote_argv, split_command
 from hpm_boot.target import has_markers, missing, same_python, state_path, target_environment
 
@@ -180,5 +179,9 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
             log.info(f"{len(lock['pins'])} packages already installed "
                      f"({log.elapsed() * 1000:.1f} ms); exec {quote_argv(argv)}")
         hand_over(argv, target, environ, log)
-    except HpmError as exc:
+    except Exception as exc:
+        from hpm_boot.errors import HpmError  # imported only when something was raised
+
+        if not isinstance(exc, HpmError):
+            raise
         return log.error(exc)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpm_boot import errors, fastargs, handover, payload, target, warmstart
+from hpm_boot import fastargs, handover, log, payload, target, warmstart
 
 
 @pytest.mark.parametrize(
@@ -93,13 +93,13 @@ url_text = st.lists(st.sampled_from(["a", "Z9", "/", "@", ":", "://", " ", "\t",
 
 @given(url_text)
 def test_mask_credentials_is_the_regex_even_when_it_skips_it(text: str) -> None:
-    assert errors.mask_credentials(text) == re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+    assert log.mask_credentials(text) == re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
 
 
 def test_mask_credentials_skips_re_for_uv_git_lines() -> None:
     line = " + plugin==0.1.0 (from git+https://git.example/org/plugin@0123abcd)"
-    assert not errors._may_hold_credentials(line) and errors.mask_credentials(line) == line
-    assert errors.mask_credentials("git+https://tok@git.example/o/p@v1") == "git+https://***@git.example/o/p@v1"
+    assert not log._may_hold_credentials(line) and log.mask_credentials(line) == line
+    assert log.mask_credentials("git+https://tok@git.example/o/p@v1") == "git+https://***@git.example/o/p@v1"
 
 
 @given(st.text(alphabet=st.sampled_from(list("ab =$#*;|&-\xa0\x0b'\"\\\t\r\n")), max_size=12))

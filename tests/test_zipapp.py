@@ -140,8 +140,8 @@ def test_layout_and_build_info(pyz: Path) -> None:
     # the start path: tiers of modules per interpreter, and as source for the others
     hot = [m for tier in build_zipapp.HOT for m in tier]
     assert info["start_modules"][0] == [
-        "hpm_boot", "hpm_boot.__main__", "hpm_boot.contract", "hpm_boot.errors", "hpm_boot.fastargs",
-        "hpm_boot.handover", "hpm_boot.log", "hpm_boot.target", "hpm_boot.warmstart"]
+        "hpm_boot", "hpm_boot.__main__", "hpm_boot.contract", "hpm_boot.fastargs", "hpm_boot.handover",
+        "hpm_boot.log", "hpm_boot.target", "hpm_boot.warmstart"]
     assert set(layout["hot"]) == tags
     for regions in [layout["source"], *(r for _, r in layout["hot"].values())]:
         assert [names for names, _ in regions] == [tuple(t) for t in info["start_modules"]]

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from hpm_boot.errors import NotWritableError, mask_credentials
+from hpm_boot.errors import NotWritableError
+from hpm_boot.log import mask_credentials
 
 if TYPE_CHECKING:
     from hpm_boot.log import Log

@@ -8,7 +8,8 @@ import sys
 
 from hpm_boot.commands._options import Environ
 from hpm_boot.commands._output import print_table
-from hpm_boot.errors import NotFoundError, mask_credentials
+from hpm_boot.errors import NotFoundError
+from hpm_boot.log import mask_credentials
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

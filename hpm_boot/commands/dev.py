@@ -151,7 +151,7 @@ class _Checkout:
 
 def _plan_checkout(name: str, dev: Registry, prod: Registry, path: str | None) -> _Checkout:
     from hpm_boot.compose.manifest import GitSource
-    from hpm_boot.errors import mask_credentials
+    from hpm_boot.log import mask_credentials
 
     entry = _entry(dev, name)
     source = _entry(prod, name).manifest.sources.prod
@@ -198,7 +198,7 @@ def _clone(job: _Checkout) -> str:
     """Clone into a temporary sibling, check out the ref, rename into place; the HEAD SHA."""
     import shutil
 
-    from hpm_boot.errors import mask_credentials
+    from hpm_boot.log import mask_credentials
 
     parent = job.target.parent
     try:
@@ -230,7 +230,7 @@ def _clone(job: _Checkout) -> str:
 
 
 def cmd_checkout(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from hpm_boot.errors import mask_credentials
+    from hpm_boot.log import mask_credentials
 
     if args.path and len(args.names) > 1:
         raise UsageError("--path takes one package; check out one at a time")
@@ -475,7 +475,7 @@ def _pin_notes(entry: Entry, repo: Path, ref: str, is_tag: bool) -> None:
     import re
 
     from hpm_boot.compose.manifest import GitSource
-    from hpm_boot.errors import mask_credentials
+    from hpm_boot.log import mask_credentials
 
     prod = entry.manifest.sources.prod
     if isinstance(prod, GitSource):

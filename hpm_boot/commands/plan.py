@@ -7,7 +7,7 @@ import sys
 
 from hpm_boot.commands._options import Environ, load_plan
 from hpm_boot.commands._output import describe_source, print_table
-from hpm_boot.errors import mask_credentials
+from hpm_boot.log import mask_credentials
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,8 +27,8 @@ from hpm_boot.errors import (
     InstallerMissingError,
     NotFoundError,
     UsageError,
-    mask_credentials,
 )
+from hpm_boot.log import mask_credentials
 from hpm_boot.uvbin import find_uv
 
 LOCK_VERSION = 1
