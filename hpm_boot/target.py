@@ -14,7 +14,7 @@ from hpm_boot import contract
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 
@@ -168,16 +168,30 @@ def pin_missing(pin: Mapping[str, Any], have: Mapping[str, tuple[str, str]]) -> 
     return None if direct.get("url") == url.partition("#")[0] else f"{name} is not installed from {url}"
 
 
-def has_markers(lock: Mapping[str, Any]) -> bool:
-    """Whether a pin of ``lock`` carries environment markers. The start path cannot
-    evaluate them (that takes packaging, which the pyz serves only after setup): such a
-    lock goes to the CLI, which keeps the pins that apply (``compose.lock.applicable``)."""
-    return any(pin.get("markers") for pin in lock.get("pins", []))
+def applicable(lock: Mapping[str, Any], evaluate: Callable[[str], bool | None]) -> dict[str, Any] | None:
+    """``lock`` with only the pins whose environment markers hold, and those without
+    their markers: what ``missing`` checks and the installers install. ``evaluate`` says
+    whether markers hold (``markers.evaluate`` on the start path, packaging on the CLI
+    path); None from it, and so from here, means it cannot decide."""
+    if not any(pin.get("markers") for pin in lock.get("pins", [])):
+        return dict(lock)
+    pins = []
+    for pin in lock.get("pins", []):
+        markers = pin.get("markers")
+        if markers:
+            holds = evaluate(markers)
+            if holds is None:
+                return None
+            if not holds:
+                continue
+            pin = {k: v for k, v in pin.items() if k != "markers"}
+        pins.append(pin)
+    return {**lock, "pins": pins}
 
 
 def missing(lock: Mapping[str, Any], target: Environment) -> list[str]:
-    """What ``target`` lacks of ``lock`` (empty: nothing to install). The lock's pins carry
-    no markers here (see ``has_markers``)."""
+    """What ``target`` lacks of ``lock`` (empty: nothing to install), a lock whose pins
+    carry no markers (see ``applicable``)."""
     have = installed(target.site_dirs)
     out = [why for why in (pin_missing(pin, have) for pin in lock.get("pins", [])) if why is not None]
     conda = [p for p in lock.get("packages", []) if p.get("manager") == "conda"]

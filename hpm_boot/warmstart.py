@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from hpm_boot import contract, fastargs
 from hpm_boot.handover import choose_command, entrypoints_of, hand_over, quote_argv, split_command
-from hpm_boot.target import has_markers, missing, same_python, state_path, target_environment
+from hpm_boot.target import applicable, missing, same_python, state_path, target_environment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -97,6 +97,12 @@ def write_stamp(target: Environment, raw: str | bytes, lock: Mapping[str, Any]) 
         pass
 
 
+def _markers_hold(markers: str) -> bool | None:
+    from hpm_boot.markers import evaluate
+
+    return evaluate(markers)
+
+
 def looks_like_lock(lock: Any) -> bool:
     """Whether the fields the installer and exec read have the right types; a lock that
     fails goes to the full CLI, whose schema check says exactly what is wrong."""
@@ -122,7 +128,7 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
     """``hpm run``/``hpm install`` from a lock with the standard library only: decode (or
     the stamp), install what is missing, exec. ``args`` follow the command word. None
     hands over to the full CLI (no lock, other options, a lock whose shape needs the full
-    check's words, pins with environment markers)."""
+    check's words, environment markers ``markers`` cannot decide)."""
     _, tokens, cmd = fastargs.split(["run", *args])
     opts = fastargs.parse(tokens, fastargs.RUN)
     if opts is None or (not exec_after and (cmd or opts["entrypoint"] is not None)):
@@ -144,9 +150,11 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
             from hpm_boot import payload
 
             loaded = payload.load_lock(environ, lock_file)
-            if loaded is None or not looks_like_lock(loaded[0]) or has_markers(loaded[0]):
+            if loaded is None or not looks_like_lock(loaded[0]):
                 return None
-            lock = loaded[0]
+            lock = applicable(loaded[0], _markers_hold)
+            if lock is None:  # markers only packaging can decide: the CLI path does
+                return None
             log.info(f"lock from {loaded[1]}: {len(lock['pins'])} pins ({log.elapsed() * 1000:.1f} ms)")
             version = lock["target"]["python_version"]
         else:

@@ -223,25 +223,49 @@ def test_warm_run_imports_nothing_heavy(version: str, pyz: Path, tiny_registry: 
     assert not (tmp_path / "cache").exists()  # nothing unpacked
 
 
-def test_a_pin_with_markers_for_another_platform_runs(pyz: Path, tmp_path: Path) -> None:
-    """Markers are not evaluated on the start path, where the pyz serves no packaging: the
-    CLI path evaluates them, and the stamp it writes lets the next start stay warm."""
+@pytest.mark.parametrize("markers", [
+    "sys_platform == 'win32'",  # decided on the start path (hpm_boot.markers)
+    "python_full_version === '2.7.18'",  # decided by packaging, on the CLI path
+])
+def test_a_pin_with_markers_for_another_platform_runs(markers: str, pyz: Path, tmp_path: Path) -> None:
+    """Markers are evaluated without packaging on the start path, where the pyz serves
+    none; what only packaging can decide goes to the CLI path, which writes a stamp so
+    that the next start is warm. Either way the pin is skipped and the command runs."""
     venv = tmp_path / "venv"  # no packaging in it, nor beside the pyz
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     assert subprocess.run([python, "-c", "import packaging"], capture_output=True).returncode == 1
     lock = tmp_path / "lock.json"
     lock.write_text(json.dumps({
-        "version": 1, "target": {"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"},
-        "pins": [{"name": "pywin32-ctypes", "version": "0.2.3", "markers": "sys_platform == 'win32'"}],
+        "version": 1, "hpm": "0.1.0", "mode": "prod", "plan_digest": "sha256:" + "0" * 64,
+        "target": {"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"},
+        "pins": [{"name": "pywin32-ctypes", "version": "0.2.3", "markers": markers}],
         "packages": [],
     }))
     env = clean_env(tmp_path, HPM_VENV=str(venv))
     for attempt in ("first", "warm"):
-        done = run(python, str(pyz), "run", "--lock", str(lock), "--", "true", env=env, cwd=tmp_path)
+        done = run(python, str(pyz), "run", "--lock", str(lock), "--", "true", env=env, cwd=tmp_path,
+                   flags=("-X", "importtime"))
         assert done.returncode == 0, (attempt, done.stderr)
         assert "Traceback" not in done.stderr
+        cli = "hpm_boot.cli" in _imports(done.stderr)
+        assert cli == (attempt == "first" and "===" in markers), attempt
     assert (venv / ".hpm-boot-stamp").is_file()
+    assert not (tmp_path / "cache").exists() or "===" in markers  # the start path unpacked nothing
+
+
+def test_the_issue_s_own_lock_with_a_marker_runs(pyz: Path, tmp_path: Path) -> None:
+    """The reproduction as reported: a minimal lock, a venv without packaging."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    lock = tmp_path / "lock.json"
+    lock.write_text(json.dumps({
+        "version": 1, "target": {"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"},
+        "pins": [{"name": "pywin32-ctypes", "version": "0.2.3", "markers": "sys_platform == 'win32'"}],
+        "packages": []}))
+    done = run(sys.executable, str(pyz), "run", "--lock", str(lock), "--", "true",
+               env=clean_env(tmp_path, HPM_VENV=str(venv)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
 
 
 # -- damage and odd places --------------------------------------------------------------------

@@ -172,3 +172,12 @@ def test_missing_reports_versions_commits_and_editables(tmp_path: Path) -> None:
         "git-pkg is not installed at commit bbbbbbbbbbbb",
         f"ed is not installed editable from {tmp_path / 'elsewhere'}",
     ]
+
+
+def test_applicable_keeps_the_pins_whose_markers_hold() -> None:
+    lock = {"pins": [{"name": "a", "version": "1"}, {"name": "w", "version": "2", "markers": "win"},
+                     {"name": "l", "version": "3", "markers": "linux"}], "packages": []}
+    kept = target.applicable(lock, lambda m: m == "linux")
+    assert kept is not None and kept["pins"] == [{"name": "a", "version": "1"}, {"name": "l", "version": "3"}]
+    assert target.applicable(lock, lambda m: None) is None  # undecided: the caller asks packaging
+    assert target.applicable({"pins": [{"name": "a"}]}, lambda m: None) == {"pins": [{"name": "a"}]}

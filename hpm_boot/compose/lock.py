@@ -351,23 +351,21 @@ def to_json(lock: Lock) -> bytes:
 
 def applicable(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` (a lock as JSON data) with only the pins whose environment markers hold for
-    the interpreter running hpm, and those without their markers: what the start path
-    checks and installs (``target.missing`` evaluates no markers)."""
+    the interpreter running hpm, and those without their markers (``target.applicable``):
+    markers decided by packaging, which decides them all."""
     from packaging.markers import InvalidMarker, Marker
 
-    pins = []
-    for pin in data.get("pins", []):
-        markers = pin.get("markers")
-        if markers:
-            try:
-                holds = Marker(markers).evaluate()
-            except InvalidMarker as exc:
-                raise DataError(f"the lock has an invalid environment marker {markers!r}", str(exc)) from None
-            if not holds:
-                continue
-            pin = {k: v for k, v in pin.items() if k != "markers"}
-        pins.append(pin)
-    return {**data, "pins": pins}
+    from hpm_boot.target import applicable as keep_applicable
+
+    def holds(markers: str) -> bool:
+        try:
+            return Marker(markers).evaluate()
+        except InvalidMarker as exc:
+            raise DataError(f"the lock has an invalid environment marker {markers!r}", str(exc)) from None
+
+    kept = keep_applicable(data, holds)
+    assert kept is not None  # holds never answers None
+    return kept
 
 
 def from_dict(data: Any, source: str) -> Lock:
