@@ -41,6 +41,7 @@ from tests.support.factory import Pkg, hermetic_env, make_wheelhouse, uv_bin  # 
 
 HEADING = "## hpm.pyz warm start (bench/pyz_warm.py)"
 FLOOR = "a zipapp that only execs python -c pass (the floor)"
+INSTALL_ROW = "python hpm.pyz install (installed: all of a warm run but the exec)"
 PACKAGES = 50
 HELLO = Pkg("hpmbench-hello", "1.0.0", modules={"hpmbench_hello/__init__.py": "def main():\n    return 0\n"})
 
@@ -67,6 +68,23 @@ def measure(cmds: dict[str, list[str]], envs: dict[str, dict[str, str]], rounds:
             if os.waitstatus_to_exitcode(status):
                 raise SystemExit(f"{name} failed: {cmd}")
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in cmds}
+
+
+def instructions(cmds: dict[str, list[str]], env: dict[str, str]) -> dict[str, int] | None:
+    """name -> instructions executed (valgrind's callgrind: the same count every run, however
+    busy the machine), or None without valgrind. Counted up to exit or exec."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    out = {}
+    for name, cmd in cmds.items():
+        done = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+                              env=env, capture_output=True, text=True)
+        counts = [line.split()[-1] for line in done.stderr.splitlines() if "Collected" in line]
+        if done.returncode or not counts:
+            raise SystemExit(f"valgrind {name} failed:\n{done.stderr[-2000:]}")
+        out[name] = int(counts[-1])
+    return out
 
 
 def setup_tools(tmp: Path, python: str, wheels: Path, wh: Path, env: dict[str, str]) -> dict[str, Path]:
@@ -183,6 +201,15 @@ def main(argv: list[str] | None = None) -> int:
                     path.stat().st_size
                 )
         results = measure(cmds, envs, args.rounds)
+        exits = tmp / "exits.pyz"  # a zipapp that exits at once: what running any zipapp costs
+        with zipfile.ZipFile(exits, "w") as zf:
+            zf.writestr("__main__.py", "import os\nos._exit(0)\n")
+        counted = instructions({
+            "python -c pass": [python, "-c", "pass"],
+            "the venv's python -c pass (the exec'd target)": [str(venv / "bin" / "python"), "-c", "pass"],
+            "a zipapp that exits at once": [python, str(exits)],
+            INSTALL_ROW: [python, str(pyz), "install"],
+        }, run_env)
         others = other_pythons(tmp, pyz, floor, reg, links, env, version, args.rounds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -209,6 +236,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{ratio - floor_ratio:.2f}× ({own:.1f} ms); docs/pyz.md (Start-up cost) says where it goes."
     )
     lines += ["", f"Target: the warm `hpm.pyz run` within 2.5× of `python -c pass`: {ratio:.2f}×, {verdict}"]
+    target_wall = results["venv python -c pass (the exec'd target)"][0]
+    lines += ["", f"Against the exec'd target itself (the venv's `python -c pass`): `hpm.pyz run` "
+              f"{results['python hpm.pyz run -- python -c pass'][0] / target_wall:.2f}×, the floor "
+              f"{results[FLOOR][0] / target_wall:.2f}×."]
+    if counted:
+        bare_count = counted["python -c pass"]
+        lines += ["", "Instructions executed (valgrind --tool=callgrind; the same every run), up to exit "
+                  "or exec:", "", "| command | instructions | × bare |", "|---|---:|---:|"]
+        lines += [f"| {name} | {n:,} | {n / bare_count:.2f} |" for name, n in counted.items()]
+        pyz_n = counted[INSTALL_ROW]
+        zip_n = counted["a zipapp that exits at once"]
+        target_n = counted["the venv's python -c pass (the exec'd target)"]
+        lines += ["", f"A warm `hpm.pyz run` is the install row plus the target's start: "
+                  f"{(pyz_n + target_n) / target_n:.2f}× the target in instructions, of which running any "
+                  f"zipapp takes {(zip_n + target_n) / target_n:.2f}× and hpm's own code "
+                  f"{(pyz_n - zip_n) / target_n:.2f}× ({(pyz_n - zip_n) / 1e6:.1f} M instructions)."]
     if others:
         lines += ["", "The other interpreters here (pyenv builds), the same lock installed for each, wall "
                   "time, medians:", "",

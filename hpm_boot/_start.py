@@ -96,14 +96,15 @@ def damaged(pyz: str, cause: BaseException) -> int:
     return 65
 
 
-def serve(pyz: str) -> HotModules:
+def serve(pyz: str, layout: dict | None = None) -> HotModules:
     """Put the start-path modules of ``pyz`` on ``sys.meta_path``, the first tier read and
     checked; OSError, ValueError, EOFError, TypeError, KeyError or ImportError when the
-    file is damaged."""
-    from importlib.util import MAGIC_NUMBER  # runpy has imported it: free
+    file is damaged. ``layout``: its LAYOUT, when the caller has read it already."""
+    from importlib.util import MAGIC_NUMBER  # runpy has imported it
     from marshal import loads
 
-    layout = loads(__loader__.get_data("LAYOUT"))
+    if layout is None:
+        layout = loads(__loader__.get_data("LAYOUT"))
     magic, tiers = layout["hot"].get(sys.implementation.cache_tag, ("", None))
     bytecode = magic == MAGIC_NUMBER.hex()
     hot = HotModules(pyz, layout, list(tiers if bytecode else layout["source"]), bytecode)
@@ -112,10 +113,10 @@ def serve(pyz: str) -> HotModules:
     return hot
 
 
-def start(pyz: str) -> int:
+def start(pyz: str, layout: dict | None = None) -> int:
     """Serve the start-path modules and run hpm; a damaged pyz is exit 65."""
     try:
-        serve(pyz)
+        serve(pyz, layout)
     except (OSError, ValueError, EOFError, TypeError, KeyError, ImportError) as exc:
         return damaged(pyz, exc)
     try:

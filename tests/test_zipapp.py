@@ -8,6 +8,7 @@ once, in the session fixture, before any build.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import marshal
@@ -135,8 +136,13 @@ def test_layout_and_build_info(pyz: Path) -> None:
     tags = {c["tag"] for c in info["bytecode"].values()}
     tag = sys.implementation.cache_tag
     assert tag in tags
-    assert outer == {"__main__.py", "LAYOUT", "_hpm_start.py", *(f"{t}/_hpm_start.pyc" for t in tags)}
-    assert "_hpm_start" in main_py and len(main_py) < 1800
+    assert outer == {"__main__.py", "_hpm_entry.py", "LAYOUT", "_hpm_start.py",
+                     *(f"{t}/_hpm_start.pyc" for t in tags)}
+    # Python compiles __main__.py twice at every start: it only runs the entry code
+    assert main_py == build_zipapp.MAIN_STUB and len(main_py) < 400
+    assert set(layout["entry"]) == {bytes.fromhex(c["magic"]) for c in info["bytecode"].values()}
+    assert marshal.loads(layout["entry"][importlib.util.MAGIC_NUMBER]).co_filename == "_hpm_entry.py"
+    assert "entry" not in json.dumps(info["bytecode"])  # BUILD_INFO stays small
     # the start path: tiers of modules per interpreter, and as source for the others
     hot = [m for tier in build_zipapp.HOT for m in tier]
     assert info["start_modules"][0] == [
@@ -294,6 +300,20 @@ def test_a_truncated_pyz_says_it_is_damaged(pyz: Path, tmp_path: Path, cut: floa
         f"hpm: the file {short} is damaged (it ends too early: a cut-short download or copy); "
         "download or build it again\n"
     )
+
+
+def test_a_damaged_entry_code_falls_back_to_its_source(pyz: Path, tmp_path: Path) -> None:
+    """The entry code __main__.py runs is not checked (nothing could check it first): bad
+    marshal data there falls back to ``_hpm_entry.py``, which then checks the rest."""
+    data = bytearray(pyz.read_bytes())
+    code = build_zipapp.read_layout(bytes(data))["entry"][importlib.util.MAGIC_NUMBER]
+    at = data.find(code) + len(code) // 2
+    data[at : at + 8] = b"\xff" * 8
+    bad = tmp_path / "bad.pyz"
+    bad.write_bytes(data)
+    done = subprocess.run([sys.executable, str(bad), "--version"], capture_output=True, text=True,
+                          env=cache_env(tmp_path))
+    assert done.returncode == 0 and done.stdout.startswith("hpm "), done.stderr
 
 
 @pytest.mark.parametrize("where", ["first tier", "second tier", "source", "lib", "start code"])
