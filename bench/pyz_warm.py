@@ -40,7 +40,7 @@ from bench._common import write_section  # noqa: E402
 from tests.support.factory import Pkg, hermetic_env, make_wheelhouse, uv_bin  # noqa: E402
 
 HEADING = "## hpm.pyz warm start (bench/pyz_warm.py)"
-FLOOR = "a zipapp that only execs python -c pass (the floor)"
+FLOOR = "a zipapp that only execs the target (the floor)"
 INSTALL_ROW = "python hpm.pyz install (installed: all of a warm run but the exec)"
 PACKAGES = 50
 HELLO = Pkg("hpmbench-hello", "1.0.0", modules={"hpmbench_hello/__init__.py": "def main():\n    return 0\n"})
@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         target = ["python", "-c", "pass"]
         floor = tmp / "floor.pyz"  # the least any zipapp can do: start, then exec the target
         with zipfile.ZipFile(floor, "w") as zf:
-            zf.writestr("__main__.py", "import os, sys\n"
-                        "os.execv(sys.executable, [sys.executable, '-c', 'pass'])\n")
+            zf.writestr("__main__.py", "import os\npython = os.environ['HPM_VENV'] + '/bin/python'\n"
+                        "os.execv(python, [python, '-c', 'pass'])\n")
         cmds = {
             "python -c pass": [python, "-c", "pass"],
             "venv python -c pass (the exec'd target)": [str(venv / "bin" / "python"), "-c", "pass"],
