@@ -181,3 +181,14 @@ def test_applicable_keeps_the_pins_whose_markers_hold() -> None:
     assert kept is not None and kept["pins"] == [{"name": "a", "version": "1"}, {"name": "l", "version": "3"}]
     assert target.applicable(lock, lambda m: None) is None  # undecided: the caller asks packaging
     assert target.applicable({"pins": [{"name": "a"}]}, lambda m: None) == {"pins": [{"name": "a"}]}
+
+
+def test_run_grammar_matches_the_cli() -> None:
+    """Every option the warm start reads means what argparse makes of it."""
+    from hpm_boot import cli
+
+    line = ["--lock=l.json", "--entrypoint", "a:serve", "--find-links", "w", "--find-links=v",
+            "--index-url", "http://i", "--no-index", "--offline"]
+    fast = fastargs.parse(line, fastargs.RUN)
+    args = cli.build_parser("run").parse_args(["run", *line])
+    assert fast is not None and fast == {dest: getattr(args, dest) for dest in fast}
