@@ -107,7 +107,7 @@ def test_plan_table_and_why(capsys) -> None:
     assert rc == 0
     lines = out.splitlines()
     assert lines[0] == "plan: 2 packages, mode prod"
-    assert lines[1].split() == ["PACKAGE", "VERSION", "SOURCE", "WHY"]
+    assert lines[1].split() == ["PACKAGE", "VERSION", "DISTRIBUTION", "SOURCE", "WHY"]
     assert lines[2].startswith("app-core") and lines[2].endswith("defaults.with in hpm-registry.yaml")
     assert lines[3].startswith("vlm-adapter-qwen") and lines[3].endswith("group vision")
     rc, out, _ = run(capsys, "why", "-r", str(EXAMPLES), "--group", "rag", "--mode", "dev", "vector-db")

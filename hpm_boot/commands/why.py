@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, environ: Environ) -> int:
+    from packaging.utils import canonicalize_name
+
+    from hpm_boot.compose import lock as lockmod
     from hpm_boot.compose import resolve
 
     plan = load_plan(args, environ)
@@ -22,4 +25,10 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
                             f"the plan has: {', '.join(p.name for p in plan.packages) or 'nothing'}")
     for i, line in enumerate(lines):
         print(("  " * i + "<- " if i else "") + line)
+    pkg = plan.package(args.name) or next(
+        (plan.package(p.package) for p in plan.providers if p.virtual == canonicalize_name(args.name)), None)
+    if pkg is not None:
+        dist = lockmod.known(pkg.source, pkg.name, pkg.path, environ)
+        if dist and dist != pkg.name:
+            print(f"{pkg.name} installs the distribution {dist}")
     return 0

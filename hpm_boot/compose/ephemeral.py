@@ -35,8 +35,12 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
 
 
-def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
-    """The ``pyproject.toml`` of the plan's ephemeral environment (deterministic text)."""
+def generate(plan: Plan, python: str, uv_args: Sequence[str],
+             names: Mapping[str, str] | None = None) -> str:
+    """The ``pyproject.toml`` of the plan's ephemeral environment (deterministic text).
+
+    ``names``: package -> the distribution its source builds, when not the package's
+    name (``lockmod.discover``)."""
     from hpm_boot.compose.lock import resolve_git_ref
 
     deps: list[str] = []
@@ -50,13 +54,14 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
                 "run without --ephemeral, or give the package a uv/pip source",
             )
         source = p.source
+        dist = (names or {}).get(p.name) or getattr(source, "package", None) or p.name
         if isinstance(source, GitSource):
             sha = resolve_git_ref(source.url, source.ref, p.name)
-            deps.append(f"{p.name}{extras}")
+            deps.append(f"{dist}{extras}")
             fields = [f"git = {_toml_str(source.url)}", f"rev = {_toml_str(sha)}"]
             if source.subdirectory:
                 fields.append(f"subdirectory = {_toml_str(source.subdirectory)}")
-            sources.append(f"{p.name} = {{ {', '.join(fields)} }}")
+            sources.append(f"{dist} = {{ {', '.join(fields)} }}")
         elif isinstance(source, PypiSource):
             dist = source.package or p.name
             deps.append(f"{dist}{extras}{source.version or '==' + p.version}")
@@ -67,13 +72,13 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
                 sources.append(f"{dist} = {{ index = {_toml_str(index_name)} }}")
         elif isinstance(source, UrlSource):
             frag = f"#sha256={source.sha256}" if source.sha256 else ""
-            deps.append(f"{p.name}{extras} @ {source.url}{frag}")
+            deps.append(f"{dist}{extras} @ {source.url}{frag}")
         else:
             assert isinstance(source, LocalSource)
             path = p.path or source.path
-            deps.append(f"{p.name}{extras}")
+            deps.append(f"{dist}{extras}")
             editable = ", editable = true" if source.editable and os.path.isdir(path) else ""
-            sources.append(f"{p.name} = {{ path = {_toml_str(path)}{editable} }}")
+            sources.append(f"{dist} = {{ path = {_toml_str(path)}{editable} }}")
     minor = _python_minor(python)
     lines = [
         "# An hpm ephemeral environment, generated from the plan: do not edit.",
@@ -97,6 +102,21 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
         *sources,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _names(plan: Plan, uv: str, uv_args: Sequence[str], python: str,
+           environ: Mapping[str, str]) -> dict[str, str]:
+    """The distributions of the plan's sources that do not name theirs (cached: lock.discover)."""
+    from hpm_boot.compose import lock as lockmod
+    from hpm_boot.compose.lock import resolve_git_ref
+
+    unnamed = [p for p in plan.packages
+               if p.manager != "conda" and lockmod.explicit(p.source, p.name) is None]
+    if not unnamed:
+        return {}
+    asks = [(p, resolve_git_ref(p.source.url, p.source.ref, p.name) if isinstance(p.source, GitSource)
+             else None) for p in unnamed]
+    return lockmod.discover(asks, uv, uv_args, _python_minor(python), environ)
 
 
 def _python_minor(python: str) -> str:
@@ -201,9 +221,9 @@ def prepare(command: str, opts: Mapping[str, Any], dirs: Sequence[Path], selecti
         log.warning(warning)
     uv_args = options.uv_args()
     python = os.path.abspath(python) if python else sys.executable
-    text = generate(plan, python, uv_args)
-    locals_ = sorted({p.path for p in plan.packages if isinstance(p.source, LocalSource) and p.path})
     uv = find_uv(environ)
+    text = generate(plan, python, uv_args, _names(plan, uv, uv_args, python, environ))
+    locals_ = sorted({p.path for p in plan.packages if isinstance(p.source, LocalSource) and p.path})
     root = reuse.ephemeral_root(environ)
     for _attempt in range(5):
         directory = ensure_project(root, text)

@@ -387,7 +387,7 @@ def _plan(state: _State, groups: Iterable[str]) -> Plan:
             source, source_mode = m.sources.prod, "prod"
             path = entry.local_path(source)
         if isinstance(source, LocalSource) and path is not None:
-            source = LocalSource(str(path), source.editable)
+            source = LocalSource(str(path), source.editable, source.package)
         packages.append(
             PlannedPackage(
                 name=name,
