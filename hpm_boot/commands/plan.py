@@ -35,4 +35,10 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
         print("\nproviders:")
         for prov in plan.providers:
             print(f"  {prov.virtual} -> {prov.package}  ({prov.rule}: {prov.detail})")
+    for key in ("constraints", "overrides"):
+        entries = getattr(plan, key)
+        if entries:
+            print(f"\nregistry {key} (uv --{key}, for every plan of this registry):")
+            for e in entries:
+                print(f"  {e.requirement}  [{e.where}]")
     return 0

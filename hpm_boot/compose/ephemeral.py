@@ -96,12 +96,23 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str],
         "",
         "[tool.uv]",
         "package = false",
+        *_registry_lists(plan),
         "",
         *indexes,
         "[tool.uv.sources]",
         *sources,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _registry_lists(plan: Plan) -> list[str]:
+    """hpm-registry.yaml's constraints and overrides, as uv project settings."""
+    out = []
+    for key, setting in (("constraints", "constraint-dependencies"), ("overrides", "override-dependencies")):
+        entries = [e.requirement for e in getattr(plan, key)]
+        if entries:
+            out.append(f"{setting} = [{', '.join(_toml_str(e) for e in entries)}]")
+    return out
 
 
 def _names(plan: Plan, uv: str, uv_args: Sequence[str], python: str,

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -555,8 +556,9 @@ def _first_error(stderr: str) -> str:
 def plan_digest(plan: Plan) -> str:
     """A digest of what the lock was made from, independent of where the registry lives.
 
-    The plan minus the registry directories, the manifest file names and the warnings:
-    a registry copied elsewhere gives the same digest. Local source paths stay in (the
+    The plan minus the registry directories, the manifest file names and the warnings
+    (and the files and lines of the registry's constraints and overrides, but not the
+    requirements): a registry copied elsewhere gives the same digest. Local source paths stay in (the
     lock records them), so a dev plan moved elsewhere does not.
     """
     data = msgspec.to_builtins(plan)
@@ -564,6 +566,10 @@ def plan_digest(plan: Plan) -> str:
     data.pop("warnings", None)
     for p in data["packages"]:
         p.pop("manifest", None)
+    for key in ("constraints", "overrides"):  # the requirements, not where they were written
+        entries = [c["requirement"] for c in data.pop(key, [])]
+        if entries:  # absent when empty: digests of plans without them are unchanged
+            data[key] = entries
     return payload.digest(data)
 
 
@@ -610,10 +616,12 @@ def make_lock(
     pins: list[Pin] = []
     if requirements:
         assert uv is not None
-        try:
-            pins = compile_pins(requirements, target, uv, extra, environ, editables)
-        except InstallerFailedError as exc:
-            raise explain_failure(exc, planned) from None
+        with tempfile.TemporaryDirectory(prefix="hpm-lock-") as scratch:
+            try:
+                pins = compile_pins(requirements, target, uv, [*extra, *_registry_files(plan, scratch)],
+                                    environ, editables)
+            except InstallerFailedError as exc:
+                raise explain_failure(exc, plan, packages) from None
     return Lock(
         version=LOCK_VERSION,
         hpm=__version__,
@@ -625,17 +633,64 @@ def make_lock(
     )
 
 
-def explain_failure(exc: InstallerFailedError, planned: Sequence[PlannedPackage]) -> Exception:
+def _registry_files(plan: Plan, scratch: str) -> list[str]:
+    """uv's ``--constraints``/``--overrides`` files for the registry's lists (in ``scratch``)."""
+    args: list[str] = []
+    for key, flag in (("constraints", "--constraints"), ("overrides", "--overrides")):
+        entries = getattr(plan, key)
+        if entries:
+            path = os.path.join(scratch, f"{key}.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("".join(f"{e.requirement}\n" for e in entries))
+            args += [flag, path]
+    return args
+
+
+def explain_failure(exc: InstallerFailedError, plan: Plan, packages: Sequence[LockedPackage]) -> Exception:
     """uv's failure to pin the closure, as hpm's own error when hpm can say more:
     a ``package:`` that disagrees with the built metadata (65), a source that builds
-    nothing (65); else uv's error as it is (74)."""
+    nothing (65), packages or a registry constraint that collide (78); else uv's error
+    as it is (74)."""
+    from hpm_boot.compose import conflicts
+
     stderr = exc.details or ""
-    mismatch = mismatch_error(stderr, planned)
+    mismatch = mismatch_error(stderr, plan.packages)
     if mismatch is not None:
         return mismatch
     if any(words in stderr for words in NOT_A_PROJECT):
-        return build_error(stderr, planned, 1)
+        return build_error(stderr, plan.packages, 1)
+    files = {p.name: p.manifest for p in plan.packages}
+    provides = {p.name: tuple(p.provides) for p in plan.packages}
+    members = [conflicts.Member(p.name, p.distribution or p.name, files.get(p.name, "?"),
+                                provides.get(p.name, ())) for p in packages]
+    rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
+    virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
+    explained = conflicts.explain(stderr, members, rules, virtuals)
+    if explained is not None:
+        explained.details = mask_credentials(explained.details or "")
+        return explained
     return exc
+
+
+def registry_notes(plan: Plan, lock: Lock) -> tuple[list[str], list[str]]:
+    """(information, warnings) about the registry's constraints and overrides in ``lock``:
+    which pins they apply to, and overrides that name nothing in the closure."""
+    from packaging.requirements import Requirement
+
+    pins = {p.name: p for p in lock.pins}
+    info: list[str] = []
+    warnings: list[str] = []
+    for key, word in (("constraints", "constraint"), ("overrides", "override")):
+        for entry in getattr(plan, key):
+            name = canonicalize_name(Requirement(entry.requirement).name)
+            pin = pins.get(name)
+            if pin is not None:
+                info.append(f"{word} {entry.requirement} [{entry.where}] applies to the pin "
+                            f"{name}=={pin.version or pin.url}")
+            elif key == "overrides":
+                warnings.append(f"override {entry.requirement} [{entry.where}] names {name}, which is not in "
+                                "the closure of this plan: it changes nothing here")
+    return info, warnings
 
 
 def lock_warnings(lock: Lock) -> list[str]:

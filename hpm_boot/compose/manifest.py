@@ -102,6 +102,8 @@ class Defaults(_Struct):
 class RegistryConfig(_Struct):
     groups: dict[str, list[str]] = msgspec.field(default_factory=dict)
     defaults: Defaults = msgspec.field(default_factory=Defaults)
+    constraints: list[str] = msgspec.field(default_factory=list)  # PEP 508, uv's --constraints
+    overrides: list[str] = msgspec.field(default_factory=list)  # PEP 508, uv's --overrides
 
 
 @dataclass(frozen=True)
