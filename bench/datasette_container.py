@@ -17,6 +17,9 @@ constraint ``setuptools<81`` it needs). Steps, each timed:
 5. the same registry without the constraint: the plan locks and installs, and the app
    dies at import (``No module named 'pkg_resources'``), which is why it is there.
 
+Behind a TLS-intercepting proxy, the host's ``SSL_CERT_FILE`` (when set) is mounted
+read-only into the containers and named there by ``SSL_CERT_FILE``, which uv honours.
+
 Prints the timings; ``--write`` records them under
 ``## Real PyPI plugins in a container (bench/datasette_container.py)`` in docs/benchmarks.md.
 """
@@ -89,11 +92,20 @@ def lock(registry: Path, version: str) -> tuple[float, str, int]:
     return seconds, payload, pins
 
 
+def tls() -> list[str]:
+    """Engine arguments that hand the host's CA bundle (SSL_CERT_FILE) to uv in the container."""
+    bundle = os.environ.get("SSL_CERT_FILE")
+    if not bundle or not os.path.isfile(bundle):
+        return []
+    inside = "/etc/ssl/hpm-bench-ca.pem"
+    return ["-v", f"{os.path.realpath(bundle)}:{inside}:ro", "-e", f"SSL_CERT_FILE={inside}"]
+
+
 def boot(image: str, payload: str, name: str) -> tuple[float, float, list[str]]:
     """(cold, warm) seconds of a container running the app, and the plugins it reports."""
     env = {**os.environ, "HPM_LOCK_B64": payload}
     started = time.perf_counter()
-    cold = subprocess.run([ENGINE, "run", "--name", name, "-e", "HPM_LOCK_B64", image, *APP], env=env,
+    cold = subprocess.run([ENGINE, "run", "--name", name, "-e", "HPM_LOCK_B64", *tls(), image, *APP], env=env,
                           capture_output=True, text=True, timeout=900)
     cold_s = time.perf_counter() - started
     if cold.returncode != 0:
@@ -112,8 +124,9 @@ def boot(image: str, payload: str, name: str) -> tuple[float, float, list[str]]:
 def smoke(image: str, payload: str) -> tuple[float, str]:
     env = {**os.environ, "HPM_LOCK_B64": payload}
     started = time.perf_counter()
-    proc = subprocess.run([ENGINE, "run", "--rm", "-e", "HPM_LOCK_B64", "--entrypoint", "python3", image,
-                           "/opt/hpm/hpm.pyz", "smoke"], env=env, capture_output=True, text=True, timeout=900)
+    argv = [ENGINE, "run", "--rm", "-e", "HPM_LOCK_B64", *tls(), "--entrypoint", "python3", image,
+            "/opt/hpm/hpm.pyz", "smoke"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"hpm smoke failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
@@ -127,7 +140,7 @@ def without_constraint(work: Path, image: str, version: str) -> str:
     (bare / "hpm-registry.yaml").write_text("defaults:\n  with: [datasette, map-viz]\n"
                                             "  providers: {map-viz: map-cluster}\n")
     _, payload, _ = lock(bare, version)
-    proc = subprocess.run([ENGINE, "run", "--rm", "-e", "HPM_LOCK_B64", image, *APP],
+    proc = subprocess.run([ENGINE, "run", "--rm", "-e", "HPM_LOCK_B64", *tls(), image, *APP],
                           env={**os.environ, "HPM_LOCK_B64": payload}, capture_output=True, text=True,
                           timeout=900)
     if proc.returncode == 0:
