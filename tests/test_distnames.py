@@ -190,3 +190,12 @@ def test_a_source_that_builds_nothing_is_65(world: World, editable: bool) -> Non
     first = proc.stderr.splitlines()[0]
     assert "hollow" in first and "src/empty" in first and "no pyproject.toml" in first, first
     assert "Traceback" not in proc.stderr
+
+
+def test_ephemeral_environments_use_the_distribution(world: World, qwen: Path) -> None:
+    proc = world.hpm("run", "--ephemeral", "-r", world.registry, "--with", "vlm-adapter-qwen", *world.index(),
+                     "--entrypoint", "serve", env={"HPM_EPHEMERAL_DIR": str(world.tmp / "eph")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("serving released --port 8001\n")
+    (project,) = (world.tmp / "eph").glob("*/pyproject.toml")
+    assert "qwen-adapter = { git = " in project.read_text()

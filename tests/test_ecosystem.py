@@ -202,6 +202,11 @@ def test_two_plugins_that_collide_transitively_are_78_naming_both(eco: World) ->
     assert proc.returncode == 78
     assert "hpm: error: plugin-alpha and plugin-beta cannot share one environment" in proc.stderr
     assert not list(venv.glob("lib/python*/site-packages/alpha*"))
+    # and in one ephemeral environment, which uv sync resolves
+    proc = eco.hpm("run", "--ephemeral", "-r", eco.registry, "--with", "plugin-alpha,plugin-beta",
+                   *eco.index(), "--", "true", env={"HPM_EPHEMERAL_DIR": str(eco.tmp / "eph")})
+    assert proc.returncode == 78, proc.stderr
+    assert "hpm: error: plugin-alpha and plugin-beta cannot share one environment" in proc.stderr
     # and apart, each works
     for name in ("plugin-alpha", "plugin-beta"):
         proc = eco.hpm("run", "--ephemeral", "-r", eco.registry, "--with", name, *eco.index(), "--", "true",

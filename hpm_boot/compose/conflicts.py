@@ -23,8 +23,8 @@ NO_SOLUTION = "No solution found when resolving dependencies"
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 #: "all versions of X depend on Y<2", "X==1.0 depends on Y>=2", "only X==1 is available and X depends on"
 _DEPENDS = re.compile(
-    rf"(?:all versions of |\b)(?P<who>{_NAME})(?:[=<>!~]=?[^\s,]*)? depends? on (?P<what>one of:|[^\n,]+?)"
-    r"(?=,| and |\n|$)"
+    rf"(?:all versions of |\b)(?P<who>{_NAME})(?:[=<>!~]=?[^\s,]*)? depends? on "
+    r"(?P<what>one of:|(?:[^\n,]|,(?=[<>=!~]))+?)(?=,(?![<>=!~])| and |\n|$)"  # "x>=1,<2" keeps its comma
 )
 _ONE_OF = re.compile(rf"^\s+(?P<req>{_NAME}\S*)\s*$")
 

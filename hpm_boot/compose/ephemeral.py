@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpm_boot import __version__, reuse
 from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, UrlSource
-from hpm_boot.errors import InstallerMissingError, NotWritableError
+from hpm_boot.errors import HpmError, InstallerFailedError, InstallerMissingError, NotWritableError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -103,6 +103,21 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str],
         *sources,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _explained(exc: InstallerFailedError, plan: Plan, names: Mapping[str, str]) -> HpmError:
+    """uv sync's failure as a conflict between the plan's packages (78), when it is one."""
+    from packaging.utils import canonicalize_name
+
+    from hpm_boot.compose import conflicts
+
+    members = []
+    for p in plan.packages:
+        dist = canonicalize_name(names.get(p.name) or getattr(p.source, "package", None) or p.name)
+        members.append(conflicts.Member(p.name, dist, p.manifest, tuple(p.provides)))
+    rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
+    virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
+    return conflicts.explain(exc.details or "", members, rules, virtuals) or exc
 
 
 def _registry_lists(plan: Plan) -> list[str]:
@@ -233,7 +248,8 @@ def prepare(command: str, opts: Mapping[str, Any], dirs: Sequence[Path], selecti
     uv_args = options.uv_args()
     python = os.path.abspath(python) if python else sys.executable
     uv = find_uv(environ)
-    text = generate(plan, python, uv_args, _names(plan, uv, uv_args, python, environ))
+    names = _names(plan, uv, uv_args, python, environ)
+    text = generate(plan, python, uv_args, names)
     locals_ = sorted({p.path for p in plan.packages if isinstance(p.source, LocalSource) and p.path})
     root = reuse.ephemeral_root(environ)
     for _attempt in range(5):
@@ -247,6 +263,9 @@ def prepare(command: str, opts: Mapping[str, Any], dirs: Sequence[Path], selecti
         raise NotWritableError(f"{root}: the ephemeral environment kept disappearing (is `hpm gc` looping?)")
     try:
         sync(directory, uv, python, uv_args, locals_, environ, log)
+    except InstallerFailedError as exc:
+        os.close(fd)
+        raise _explained(exc, plan, names) from None
     except BaseException:
         os.close(fd)
         raise
