@@ -8,6 +8,7 @@ dev checkout, editable run and pin, all through the CLI with real git, uv and ve
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def _source_manifest(world: World, source: str, package: str | None = None) -> N
         from tests.support.factory import build_wheel
 
         wheel = build_wheel(project, world.tmp / "dist")
-        spec = f'{{type: url, url: "{wheel.as_uri()}"{pkgline}}}'
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        spec = f'{{type: url, url: "{wheel.as_uri()}", sha256: {digest}{pkgline}}}'
     elif source == "local":
         spec = f'{{type: local, path: ../src/qwen-adapter, editable: false{pkgline}}}'
     elif source == "editable":

@@ -176,7 +176,7 @@ def direct_url(p: PlannedPackage, commit: str | None) -> str:
         sub = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
         return f"git+{source.url}@{commit or source.ref}{sub}"
     if isinstance(source, UrlSource):
-        return source.url + (f"#sha256={source.sha256}" if source.sha256 else "")
+        return source.url  # uv reads no fragment on an unnamed file: URL; the pin checks the hash
     assert isinstance(source, LocalSource)
     return Path(p.path or source.path).as_uri()
 
@@ -204,7 +204,7 @@ def cache_key(p: PlannedPackage, commit: str | None) -> str | None:
     if isinstance(source, GitSource):
         return direct_url(p, commit) if commit else None
     if isinstance(source, UrlSource):
-        return direct_url(p, None)
+        return source.url + (f"#sha256={source.sha256}" if source.sha256 else "")
     if isinstance(source, LocalSource):
         path = p.path or source.path
         stats = []
