@@ -75,9 +75,11 @@ def test_design_example_end_to_end(world: World, qwen: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists() and "already installed" in proc.stderr
 
-    proc = world.hpm("smoke", "--lock", lock, *world.index(), env=env)
+    junit = world.tmp / "smoke.xml"
+    proc = world.hpm("smoke", "--lock", lock, *world.index(), "--junit", junit, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout and "2 passed" in proc.stdout
+    assert "api_wrapper -&gt; " in junit.read_text(), junit.read_text()  # qwen-adapter's module, from RECORD
 
     # plan and why show the distribution found when locking (the URL names it too: check the column)
     proc = world.hpm("plan", "-r", world.registry, "--with", "vlm-adapter-qwen", env=cache)

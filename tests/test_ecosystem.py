@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.factory import Pkg, make_wheelhouse
+from tests.support.factory import Pkg, build_sdist, make_project, make_wheelhouse
 from tests.support.world import World, world
 
 __all__ = ["world"]
@@ -57,6 +57,11 @@ MANIFESTS = {
 @pytest.fixture
 def eco(world: World) -> World:
     world.wheelhouse = make_wheelhouse(world.tmp / "eco-wheels", PACKAGES)
+    # as on an index: some versions have an sdist beside the wheel
+    for version in ("1.9.2", "2.1.0"):
+        project = make_project(world.tmp / "sdists" / version, "shared-core", version,
+                               modules={"shared/__init__.py": f"VERSION = {version!r}\n"})
+        build_sdist(project, world.wheelhouse)
     world.env["HPM_CACHE"] = str(world.tmp / "hpm-cache")
     for name, (dist, version, extra) in MANIFESTS.items():
         world.manifest(name, f"name: {name}\nversion: {version}\n{extra}sources:\n"
@@ -174,8 +179,9 @@ def test_an_override_replaces_what_a_plugin_asks_for(eco: World) -> None:
     config(eco, "overrides:\n  - shared-core==2.1.0\n  - nowhere-lib<1\n")
     proc = lock(eco, "plugin-pinned")
     assert proc.returncode == 0, proc.stderr
-    pins = {p["name"]: p.get("version") for p in json.loads((eco.tmp / "lock.json").read_text())["pins"]}
-    assert pins["shared-core"] == "2.1.0"  # pinned-plugin asks for ==1.0.0
+    pins = {p["name"]: p for p in json.loads((eco.tmp / "lock.json").read_text())["pins"]}
+    assert pins["shared-core"]["hashes"]
+    assert pins["shared-core"]["version"] == "2.1.0"  # pinned-plugin asks for ==1.0.0
     assert "override shared-core==2.1.0" in proc.stderr
     warning = next(line for line in proc.stderr.splitlines() if "nowhere-lib" in line)
     assert warning.startswith("hpm: warning: override nowhere-lib<1 [") and "not in the closure" in warning

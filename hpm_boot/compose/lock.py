@@ -428,8 +428,8 @@ def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None, *,
                              source="git", commit=sha, ref=source.ref)
     if isinstance(source, PypiSource):
         spec = source.version or f"=={p.version}"
-        if p.manager == "conda":
-            return LockedPackage(**common, requirement=f"{dist}{spec}", source="pypi")
+        if p.manager == "conda":  # conda names are not PEP 503 names: as the manifest spells it
+            return LockedPackage(**common, requirement=f"{source.package or p.name}{spec}", source="pypi")
         return LockedPackage(**common, requirement=f"{dist}{_extras(p)}{spec}", source="pypi",
                              index=source.index)
     if isinstance(source, UrlSource):
