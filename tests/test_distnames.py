@@ -203,3 +203,13 @@ def test_ephemeral_environments_use_the_distribution(world: World, qwen: Path) -
     assert proc.stdout.endswith("serving released --port 8001\n")
     (project,) = (world.tmp / "eph").glob("*/pyproject.toml")
     assert "qwen-adapter = { git = " in project.read_text()
+
+
+def test_an_invalid_package_name_is_65_with_file_and_line(world: World) -> None:
+    world.manifest("qwen", 'name: qwen\nversion: 0.2.0\nsources:\n'
+                   '  prod: {type: git, url: "file:///nowhere", ref: v1, package: "qwen adapter!"}\n')
+    for argv in (("plan", "--with", "qwen"), ("validate",)):
+        proc = world.hpm(*argv, "-r", world.registry)
+        assert proc.returncode == 65, proc.stderr
+        text = proc.stdout + proc.stderr
+        assert "qwen.yaml:4: sources.prod.package: invalid distribution name 'qwen adapter!'" in text, text
