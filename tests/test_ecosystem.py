@@ -241,3 +241,12 @@ def test_a_failure_that_is_no_conflict_stays_74(eco: World) -> None:
     eco.manifest("ghost", "name: ghost\nversion: 9.9.9\nsources:\n  prod: {type: pypi}\n")
     proc = lock(eco, "ghost")
     assert proc.returncode == 74, proc.stderr
+
+
+def test_an_override_nothing_satisfies_is_78_naming_its_line(eco: World) -> None:
+    config(eco, "overrides:\n  - shared-core==9.9\n")
+    proc = lock(eco, "plugin-pinned")
+    assert proc.returncode == 78, proc.stderr
+    line = first(proc)
+    assert line.startswith("hpm: error: the registry override shared-core==9.9 [")
+    assert "hpm-registry.yaml:2]" in line

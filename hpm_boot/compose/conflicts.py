@@ -41,10 +41,14 @@ class Member:
 
 @dataclass(frozen=True)
 class Rule:
-    """A registry-wide ``constraints`` entry and where it was written."""
+    """A registry-wide ``constraints`` or ``overrides`` entry and where it was written."""
 
     requirement: str
     where: str
+    kind: str = "constraint"  # or "override"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.requirement} [{self.where}]"
 
 
 def _depends(text: str) -> list[tuple[str, list[str]]]:
@@ -101,19 +105,19 @@ def explain(stderr: str, members: Sequence[Member], constraints: Sequence[Rule],
         for dep in {d for d in map(_dep_name, reqs) if d and d not in by_dist}:
             counts[dep] = counts.get(dep, 0) + 1
     shared = sorted(d for d, n in counts.items() if n > 1) or sorted(counts)
-    involved = [m for m in members if m.distribution in deps or (rules and _named(m.distribution, stderr))]
+    involved = [m for m in members if m.distribution in deps]
     if len(involved) < 2 and not rules:
         return None
     on = ", ".join(shared) or "their dependencies"
     uv_text = "\n".join("  " + line for line in stderr.strip().splitlines())
     lines = [f"  {m.name} [{m.manifest}] needs {_chain(deps, m.distribution, set(by_dist))}"
              for m in involved if m.distribution in deps]
-    lines += [f"  constraint {c.requirement} [{c.where}] (hpm-registry.yaml, every plan)" for c in rules]
+    lines += [f"  {c} (hpm-registry.yaml, every plan)" for c in rules]
     if len(involved) >= 2:
         names = [m.name for m in involved]
         files = ", ".join(f"{m.name} [{m.manifest}]" for m in involved)
         first = (f"{_and(names)} cannot share one environment: they collide on {on} ({files})"
-                 + (f"; with the registry constraint {_and([f'{c.requirement} [{c.where}]' for c in rules])}"
+                 + (f"; with the registry {_and([str(c) for c in rules])}"
                     if rules else ""))
         ways = ["ways out:",
                 f"  drop one of them from the selection (--with, --group, defaults): {', '.join(names)}"]
@@ -126,10 +130,11 @@ def explain(stderr: str, members: Sequence[Member], constraints: Sequence[Rule],
                     + "; ".join(f"hpm run --ephemeral --with {n}" for n in names)
                     + " (or one container each: hpm lock --with NAME)")
     else:
-        needed = f", needed by {_and([m.name for m in involved])}" if involved else ""
-        first = (f"the registry constraint {_and([f'{c.requirement} [{c.where}]' for c in rules])} "
+        users = involved or [m for m in members if _named(m.distribution, stderr)]
+        needed = f", needed by {_and([m.name for m in users])}" if users else ""
+        first = (f"the registry {_and([str(c) for c in rules])} "
                  f"cannot be satisfied in this plan ({on}{needed})")
-        ways = ["ways out:", "  change or remove the constraint in hpm-registry.yaml",
+        ways = ["ways out:", f"  change or remove the {rules[0].kind} in hpm-registry.yaml",
                 "  or drop the package that needs something else from the selection"]
     return ResolutionError(first, "\n".join(["what collides:", *lines, *ways, "uv's explanation:", uv_text]))
 

@@ -116,6 +116,7 @@ def _explained(exc: InstallerFailedError, plan: Plan, names: Mapping[str, str]) 
         dist = canonicalize_name(names.get(p.name) or getattr(p.source, "package", None) or p.name)
         members.append(conflicts.Member(p.name, dist, p.manifest, tuple(p.provides)))
     rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
+    rules += [conflicts.Rule(o.requirement, o.where, "override") for o in plan.overrides]
     virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
     return conflicts.explain(exc.details or "", members, rules, virtuals) or exc
 

@@ -664,6 +664,7 @@ def explain_failure(exc: InstallerFailedError, plan: Plan, packages: Sequence[Lo
     members = [conflicts.Member(p.name, p.distribution or p.name, files.get(p.name, "?"),
                                 provides.get(p.name, ())) for p in packages]
     rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
+    rules += [conflicts.Rule(o.requirement, o.where, "override") for o in plan.overrides]
     virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
     explained = conflicts.explain(stderr, members, rules, virtuals)
     if explained is not None:
