@@ -183,12 +183,19 @@ def test_a_matching_package_is_accepted(world: World) -> None:
     assert pkg["distribution"] == "qwen-adapter"
 
 
-@pytest.mark.parametrize("editable", [True, False])
-def test_a_source_that_builds_nothing_is_65(world: World, editable: bool) -> None:
-    (world.tmp / "src" / "empty").mkdir(parents=True)
-    (world.tmp / "src" / "empty" / "README").write_text("no project here\n")
-    world.manifest("hollow", "name: hollow\nversion: 1.0.0\nsources:\n"
-                   f"  prod: {{type: local, path: ../src/empty, editable: {str(editable).lower()}}}\n")
+@pytest.mark.parametrize("kind", ["editable", "local", "git"])
+def test_a_source_that_builds_nothing_is_65(world: World, kind: str) -> None:
+    empty = world.tmp / "src" / "empty"
+    empty.mkdir(parents=True)
+    (empty / "README").write_text("no project here\n")
+    if kind == "git":
+        git(empty, "init", "-q", "-b", "main")
+        git_commit_all(empty, "docs only")
+        git_tag(empty, "v1.0.0")
+        spec = f'{{type: git, url: "{empty.as_uri()}", ref: v1.0.0}}'
+    else:
+        spec = f"{{type: local, path: ../src/empty, editable: {str(kind == 'editable').lower()}}}"
+    world.manifest("hollow", f"name: hollow\nversion: 1.0.0\nsources:\n  prod: {spec}\n")
     proc = world.hpm("lock", "-r", world.registry, "--with", "hollow", *world.index())
     assert proc.returncode == 65, proc.stderr
     first = proc.stderr.splitlines()[0]
