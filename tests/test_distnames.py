@@ -65,6 +65,9 @@ def test_design_example_end_to_end(world: World, qwen: Path) -> None:
     assert pkg["requirement"].startswith("qwen-adapter @ git+")
     assert {p["name"] for p in data["pins"]} == {"qwen-adapter", "hpmtest-core"}
 
+    proc = world.hpm("decode", "--from", lock)
+    assert proc.returncode == 0 and "vlm-adapter-qwen  0.2.0    qwen-adapter" in proc.stdout, proc.stdout
+
     env = {"HPM_VENV": str(world.tmp / "venv"), **cache}
     proc = world.hpm("run", "--lock", lock, *world.index(), "--entrypoint", "serve", env=env)
     assert proc.returncode == 0, proc.stderr
