@@ -535,9 +535,11 @@ class _Stream:
                     zf.start_dir = self.tell()  # where zipfile writes the next member
                 keep = stored or name.startswith("_wheels/")
                 zf.writestr(_info(name, epoch, keep), data, compresslevel=None if keep else 9)
+            # a rescue zip right before the directory: the last members' bytes then never
+            # count against the 64 KiB that zipimport searches from the end
+            self.rescue()
+            zf.start_dir = self.tell()
             if comment:
-                self.rescue()
-                zf.start_dir = self.tell()
                 zf.comment = comment
         if self.tell() - self.last > 0xFFFF:
             raise BuildError("zip directory too large for the rescue zips; raise PART_SIZE")

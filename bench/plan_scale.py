@@ -4,7 +4,8 @@ Generates registries of 100, 1,000 and 5,000 manifests into a temporary director
 50 virtuals (every 2nd package provides one), 20 feature groups, ``requires``
 between packages (each package requires up to three earlier non-providers, with
 version specifiers), a ``.dev.yaml`` overlay for every 4th package and a ``.local.yaml`` for
-every 25th, and an ``hpm-registry.yaml`` choosing the provider of every virtual.
+every 25th, and an ``hpm-registry.yaml`` choosing the provider of every virtual, with
+registry-wide ``constraints`` (one per 10 manifests) and ``overrides`` (one per 50).
 It then times ``python -m hpm_boot plan -r DIR --mode dev --group ...`` (a subprocess,
 the way a user runs it; half of the groups selected, so a good share of the registry
 ends up in the plan), best of several runs, prints the three times and the ratios,
@@ -87,6 +88,8 @@ def generate(root: Path, n: int, seed: int = 1) -> list[str]:
             {
                 "groups": groups,
                 "defaults": {"with": ["plugin-00001"], "providers": defaults},
+                "constraints": [f"third-party-{k:05d}>=1,<{2 + k % 3}" for k in range(n // 10)],
+                "overrides": [f"shared-lib-{k:05d}=={1 + k % 4}.0" for k in range(n // 50)],
             }
         )
         + "\n"
@@ -140,7 +143,8 @@ def write_doc(table: str) -> None:
         "Generated registries: every 2nd package provides one of 50 virtuals, every 3rd "
         "of the others joins one of 20 groups, each requires up to three earlier non-providers with a "
         "specifier, every 4th has a `.dev.yaml` overlay (half of those checked out), every "
-        "25th a `.local.yaml`; `hpm-registry.yaml` chooses each virtual's provider. Timed: "
+        "25th a `.local.yaml`; `hpm-registry.yaml` chooses each virtual's provider and holds "
+        "registry-wide `constraints` (one per 10 manifests) and `overrides` (one per 50). Timed: "
         "`python -m hpm_boot plan --json -r DIR --mode dev --group …` (10 of the 20 groups) "
         "as a subprocess, best of several runs, so each figure includes the interpreter "
         "start (`startup` row).\n"

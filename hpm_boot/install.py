@@ -238,7 +238,8 @@ def transactions(lock: Mapping[str, Any], target: Environment, options: Installe
                  environ: Mapping[str, str], req_dir: str) -> list[Transaction]:
     """The installer commands for ``lock``, one per manager, conda first."""
     packages = lock.get("packages", [])
-    pip_names = {p["name"] for p in packages if p.get("manager") == "pip"}
+    # pins are named by distribution, which a package names when it is not its own name
+    pip_names = {p.get("distribution") or p["name"] for p in packages if p.get("manager") == "pip"}
     out: list[Transaction] = []
     conda = [p for p in packages if p.get("manager") == "conda"]
     if conda:

@@ -162,10 +162,11 @@ def pin_missing(pin: Mapping[str, Any], have: Mapping[str, tuple[str, str]]) -> 
         if direct.get("vcs_info", {}).get("commit_id") != commit:
             return f"{name} is not installed at commit {commit[:12]}"
         return None
+    # uv records a URL's "#sha256=" fragment in direct_url.json, pip does not: compare without it
+    recorded = str(direct.get("url", "")).partition("#")[0]
     if url.startswith("file:"):
-        return None if same_path(direct.get("url", ""), url.partition("#")[0]) else (
-            f"{name} is not installed from {url}")
-    return None if direct.get("url") == url.partition("#")[0] else f"{name} is not installed from {url}"
+        return None if same_path(recorded, url.partition("#")[0]) else f"{name} is not installed from {url}"
+    return None if recorded == url.partition("#")[0] else f"{name} is not installed from {url}"
 
 
 def applicable(lock: Mapping[str, Any], evaluate: Callable[[str], bool | None]) -> dict[str, Any] | None:

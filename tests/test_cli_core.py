@@ -107,7 +107,7 @@ def test_plan_table_and_why(capsys) -> None:
     assert rc == 0
     lines = out.splitlines()
     assert lines[0] == "plan: 2 packages, mode prod"
-    assert lines[1].split() == ["PACKAGE", "VERSION", "SOURCE", "WHY"]
+    assert lines[1].split() == ["PACKAGE", "VERSION", "DISTRIBUTION", "SOURCE", "WHY"]
     assert lines[2].startswith("app-core") and lines[2].endswith("defaults.with in hpm-registry.yaml")
     assert lines[3].startswith("vlm-adapter-qwen") and lines[3].endswith("group vision")
     rc, out, _ = run(capsys, "why", "-r", str(EXAMPLES), "--group", "rag", "--mode", "dev", "vector-db")
@@ -211,3 +211,20 @@ def test_credentials_in_urls_are_not_printed(tmp_path: Path, capsys) -> None:
     rc, out, err = run(capsys, "plan", "-r", str(tmp_path), "--with", "a")
     assert rc == 0
     assert "s3cret" not in out + err and "https://***@git.example.invalid/a.git@v1" in out
+
+
+DATASETTE = Path(__file__).resolve().parent.parent / "examples" / "datasette" / "registry"
+
+
+def test_the_datasette_example_validates_and_plans(capsys) -> None:
+    """The real-world example registry (its lock needs PyPI: bench/datasette_container.py)."""
+    rc, out, err = run(capsys, "validate", "-r", str(DATASETTE))
+    assert rc == 0, err
+    rc, out, err = run(capsys, "plan", "--json", "-r", str(DATASETTE), "--group", "json")
+    assert rc == 0, err
+    plan = json.loads(out)
+    assert [p["name"] for p in plan["packages"]] == ["datasette", "json-html", "json-pretty", "map-cluster"]
+    assert [p["source"].get("package") for p in plan["packages"]] == [
+        None, "datasette-json-html", "datasette-pretty-json", "datasette-cluster-map"]
+    assert [c["requirement"] for c in plan["constraints"]] == ["setuptools<81"]
+    assert plan["providers"][0]["candidates"] == ["map-cluster", "map-geojson"]

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.factory import make_venv, run_uv
 from tests.support.hpm_venv import hpm_in_venv
 from tests.support.nobody import NOBODY, SYSTEM_PYTHON, shared_tmpdir, skip_unless_nobody_can_run_python
@@ -203,10 +205,14 @@ install_args: {manager: pip}
 """
 
 
-def test_pip_manager_in_a_seeded_venv(world: World) -> None:
+@pytest.mark.parametrize("manifest", ["hpmtest-milvus", "vector-milvus"])
+def test_pip_manager_in_a_seeded_venv(world: World, manifest: str) -> None:
+    """Also for a manifest named otherwise than its distribution: its pins still go to pip."""
     world.standard_registry()
-    world.manifest("hpmtest-milvus", PIP_MANIFEST)
-    lock = world.lock("hpmtest-app", "hpmtest-milvus")
+    text = PIP_MANIFEST.replace("name: hpmtest-milvus", f"name: {manifest}").replace(
+        "{type: pypi,", "{type: pypi, package: hpmtest-milvus,")
+    world.manifest(manifest, text)
+    lock = world.lock("hpmtest-app", manifest)
     venv = world.tmp / "seeded"  # python -m venv seeds pip offline (ensurepip's bundled wheel)
     subprocess.run([sys._base_executable, "-m", "venv", venv], check=True, capture_output=True)
     uv, log = world.counting_uv()

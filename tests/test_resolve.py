@@ -418,6 +418,8 @@ def test_plan_json_is_the_documented_shape(reg: Path, capsys) -> None:
         "packages",
         "providers",
         "warnings",
+        "constraints",
+        "overrides",
     }
     for p in plan["packages"]:
         assert {"name", "version", "source_mode", "source", "manifest", "reason"} <= set(p)

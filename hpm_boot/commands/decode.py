@@ -43,9 +43,10 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
         "",
     ]
     print("\n".join(mask_credentials(line) for line in out))
-    rows = [("PACKAGE", "VERSION", "MANAGER", "SOURCE", "REQUIREMENT")]
-    rows += [(p.name, p.version, p.manager, p.source + (" (dev)" if p.source_mode == "dev" else ""),
-              mask_credentials(p.requirement)) for p in lock.packages]
+    rows = [("PACKAGE", "VERSION", "DISTRIBUTION", "MANAGER", "SOURCE", "REQUIREMENT")]
+    rows += [(p.name, p.version, p.distribution or "=", p.manager,
+              p.source + (" (dev)" if p.source_mode == "dev" else ""), mask_credentials(p.requirement))
+             for p in lock.packages]
     print_table(rows)
     eps = [mask_credentials(f"{p.name}:{n} = {c}") for p in lock.packages for n, c in p.entrypoints.items()]
     if eps:

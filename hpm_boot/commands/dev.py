@@ -229,6 +229,20 @@ def _clone(job: _Checkout) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _say_distribution(job: _Checkout, prod: Any) -> None:
+    """What the checkout builds, and whether the prod source's ``package:`` agrees."""
+    from hpm_boot.compose import lock as lockmod
+
+    sub = getattr(prod, "subdirectory", None)
+    built = lockmod.static_name(str(job.target / sub if sub else job.target))
+    if built is None:
+        return
+    named = lockmod.explicit(prod, job.name)
+    print(f"{job.name}: the checkout builds the distribution {built}")
+    if named is not None and named != built:
+        print(f"{job.name}: warning: sources.prod.package says {named}, but the checkout builds {built}")
+
+
 def cmd_checkout(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from hpm_boot.log import mask_credentials
 
@@ -247,6 +261,7 @@ def cmd_checkout(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         detached = _out(["symbolic-ref", "-q", "HEAD"], job.target) is None
         print(f"{job.name}: checked out {mask_credentials(job.url)} at {job.ref} ({sha[:12]}) into {where}"
               + ("; detached HEAD: `git switch -c BRANCH` there before committing" if detached else ""))
+        _say_distribution(job, _entry(prod, job.name).manifest.sources.prod)
         dev_path = _entry(dev, job.name).dev_checkout()
         if dev_path is not None and os.path.realpath(dev_path) != os.path.realpath(job.target):
             print(f"{job.name}: note: dev mode looks in {display_path(dev_path)}, not here; point "
@@ -262,7 +277,8 @@ def cmd_checkout(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 # ---------------------------------------------------------------- status
 
 
-def _status_row(entry: Entry, mode: str, prod_source: Any) -> dict[str, Any]:
+def _status_row(entry: Entry, mode: str, prod_source: Any, environ: Mapping[str, str]) -> dict[str, Any]:
+    from hpm_boot.compose import lock as lockmod
     from hpm_boot.compose.manifest import GitSource
 
     checkout = entry.dev_checkout()
@@ -276,6 +292,8 @@ def _status_row(entry: Entry, mode: str, prod_source: Any) -> dict[str, Any]:
         "checkout": str(checkout) if checkout is not None else None, "exists": exists,
         "git": False, "dirty": None, "changes": 0, "head": None, "prod_ref": None,
         "ahead": None, "behind": None, "note": note,
+        "distribution": lockmod.known(source, entry.name, str(entry.local_path(source) or "") or None,
+                                       environ),
     }
     if isinstance(prod_source, GitSource):
         row["prod_ref"] = prod_source.ref
@@ -318,13 +336,13 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.with_ or args.group or args.provide or args.plan:
         reg = registry.load(registry_dirs(args, environ), mode)  # type: ignore[arg-type]
         names = [p.name for p in resolve.resolve(reg, selection_of(args, environ)).packages]
-    rows = [_status_row(dev.entries[n], mode, prod.entries[n].manifest.sources.prod) for n in names]
+    rows = [_status_row(dev.entries[n], mode, prod.entries[n].manifest.sources.prod, environ) for n in names]
     if args.json:
         import json
 
         sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True) + "\n")
         return 0
-    table = [("PACKAGE", "USES", "CHECKOUT", "STATE", "VS PROD")]
+    table = [("PACKAGE", "DISTRIBUTION", "USES", "CHECKOUT", "STATE", "VS PROD")]
     for row in rows:
         checkout = "-" if row["checkout"] is None else display_path(Path(row["checkout"]))
         if row["checkout"] is None:
@@ -336,7 +354,9 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         else:
             state = f"dirty ({row['changes']})" if row["dirty"] else "clean"
             state += f" @ {row['head']}"
-        table.append((row["name"], f"{row['uses']}: {row['source']}", checkout, state, _vs_prod(row)))
+        dist = row["distribution"] or "?"
+        table.append((row["name"], "=" if dist == row["name"] else dist, f"{row['uses']}: {row['source']}",
+                      checkout, state, _vs_prod(row)))
     print(f"mode {mode}")
     print_table(table)
     for row in rows:

@@ -209,7 +209,10 @@ def make_payload(args: argparse.Namespace, environ: Mapping[str, str], engine: s
             log.info(f"{image}: Python {version}{' ' + found if found else ''}")
         target = lockmod.default_target(version, platform)
         lock = lockmod.make_lock(plan, target, uv_args=installer_options(args).uv_args())
-        for warning in lockmod.lock_warnings(lock):
+        info, warnings = lockmod.registry_notes(plan, lock)
+        for line in info:
+            log.info(line)
+        for warning in warnings + lockmod.lock_warnings(lock):
             log.warning(warning)
         data = lockmod.to_dict(lock)
         log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "

@@ -69,7 +69,10 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     options = installer_options(args)
     uv = find_uv(environ) if any(p.manager in ("uv", "pip") for p in plan.packages) else None
     lock = lockmod.make_lock(plan, target, uv=uv, uv_args=options.uv_args(), environ=environ)
-    warnings = lockmod.lock_warnings(lock)
+    info, warnings = lockmod.registry_notes(plan, lock)
+    for line in info:
+        log.info(line)
+    warnings += lockmod.lock_warnings(lock)
     if args.format == "json":
         out = lockmod.to_json(lock).decode("utf-8")
     else:

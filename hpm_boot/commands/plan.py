@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, environ: Environ) -> int:
+    from hpm_boot.compose import lock as lockmod
     from hpm_boot.compose import resolve
 
     plan = load_plan(args, environ)
@@ -22,15 +23,22 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
         sys.stdout.write(mask_credentials(resolve.to_json(plan).decode()))
         return 0
     print(f"plan: {len(plan.packages)} packages, mode {plan.mode}")
-    rows = [("PACKAGE", "VERSION", "SOURCE", "WHY")]
+    rows = [("PACKAGE", "VERSION", "DISTRIBUTION", "SOURCE", "WHY")]
     for p in plan.packages:
         source = describe_source(p.source)
         if p.source_mode == "dev":
             source += " (dev)"
-        rows.append((p.name, p.version, source, p.reason.detail))
+        dist = lockmod.known(p.source, p.name, p.path, environ) or "?"  # found out when locked
+        rows.append((p.name, p.version, "=" if dist == p.name else dist, source, p.reason.detail))
     print_table(rows)
     if plan.providers:
         print("\nproviders:")
         for prov in plan.providers:
             print(f"  {prov.virtual} -> {prov.package}  ({prov.rule}: {prov.detail})")
+    for key in ("constraints", "overrides"):
+        entries = getattr(plan, key)
+        if entries:
+            print(f"\nregistry {key} (uv --{key}, for every plan of this registry):")
+            for e in entries:
+                print(f"  {e.requirement}  [{e.where}]")
     return 0

@@ -260,6 +260,8 @@ def dist_name(pkg: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]) -> str:
 
     from packaging.utils import canonicalize_name
 
+    if pkg.get("distribution"):
+        return str(pkg["distribution"])
     req = pkg.get("requirement", "")
     if req.startswith("-e "):
         path = os.path.normpath(str(pkg.get("path") or req[3:].strip()).removeprefix("file://"))

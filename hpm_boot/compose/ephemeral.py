@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpm_boot import __version__, reuse
 from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, UrlSource
-from hpm_boot.errors import InstallerMissingError, NotWritableError
+from hpm_boot.errors import HpmError, InstallerFailedError, InstallerMissingError, NotWritableError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -35,8 +35,12 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
 
 
-def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
-    """The ``pyproject.toml`` of the plan's ephemeral environment (deterministic text)."""
+def generate(plan: Plan, python: str, uv_args: Sequence[str],
+             names: Mapping[str, str] | None = None) -> str:
+    """The ``pyproject.toml`` of the plan's ephemeral environment (deterministic text).
+
+    ``names``: package -> the distribution its source builds, when not the package's
+    name (``lockmod.discover``)."""
     from hpm_boot.compose.lock import resolve_git_ref
 
     deps: list[str] = []
@@ -50,13 +54,14 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
                 "run without --ephemeral, or give the package a uv/pip source",
             )
         source = p.source
+        dist = (names or {}).get(p.name) or getattr(source, "package", None) or p.name
         if isinstance(source, GitSource):
             sha = resolve_git_ref(source.url, source.ref, p.name)
-            deps.append(f"{p.name}{extras}")
+            deps.append(f"{dist}{extras}")
             fields = [f"git = {_toml_str(source.url)}", f"rev = {_toml_str(sha)}"]
             if source.subdirectory:
                 fields.append(f"subdirectory = {_toml_str(source.subdirectory)}")
-            sources.append(f"{p.name} = {{ {', '.join(fields)} }}")
+            sources.append(f"{dist} = {{ {', '.join(fields)} }}")
         elif isinstance(source, PypiSource):
             dist = source.package or p.name
             deps.append(f"{dist}{extras}{source.version or '==' + p.version}")
@@ -67,13 +72,13 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
                 sources.append(f"{dist} = {{ index = {_toml_str(index_name)} }}")
         elif isinstance(source, UrlSource):
             frag = f"#sha256={source.sha256}" if source.sha256 else ""
-            deps.append(f"{p.name}{extras} @ {source.url}{frag}")
+            deps.append(f"{dist}{extras} @ {source.url}{frag}")
         else:
             assert isinstance(source, LocalSource)
             path = p.path or source.path
-            deps.append(f"{p.name}{extras}")
+            deps.append(f"{dist}{extras}")
             editable = ", editable = true" if source.editable and os.path.isdir(path) else ""
-            sources.append(f"{p.name} = {{ path = {_toml_str(path)}{editable} }}")
+            sources.append(f"{dist} = {{ path = {_toml_str(path)}{editable} }}")
     minor = _python_minor(python)
     lines = [
         "# An hpm ephemeral environment, generated from the plan: do not edit.",
@@ -91,12 +96,54 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str]) -> str:
         "",
         "[tool.uv]",
         "package = false",
+        *_registry_lists(plan),
         "",
         *indexes,
         "[tool.uv.sources]",
         *sources,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _explained(exc: InstallerFailedError, plan: Plan, names: Mapping[str, str]) -> HpmError:
+    """uv sync's failure as a conflict between the plan's packages (78), when it is one."""
+    from packaging.utils import canonicalize_name
+
+    from hpm_boot.compose import conflicts
+
+    members = []
+    for p in plan.packages:
+        dist = canonicalize_name(names.get(p.name) or getattr(p.source, "package", None) or p.name)
+        members.append(conflicts.Member(p.name, dist, p.manifest, tuple(p.provides)))
+    rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
+    rules += [conflicts.Rule(o.requirement, o.where, "override") for o in plan.overrides]
+    virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
+    return conflicts.explain(exc.details or "", members, rules, virtuals) or exc
+
+
+def _registry_lists(plan: Plan) -> list[str]:
+    """hpm-registry.yaml's constraints and overrides, as uv project settings."""
+    out = []
+    for key, setting in (("constraints", "constraint-dependencies"), ("overrides", "override-dependencies")):
+        entries = [e.requirement for e in getattr(plan, key)]
+        if entries:
+            out.append(f"{setting} = [{', '.join(_toml_str(e) for e in entries)}]")
+    return out
+
+
+def _names(plan: Plan, uv: str, uv_args: Sequence[str], python: str,
+           environ: Mapping[str, str]) -> dict[str, str]:
+    """The distributions of the plan's sources that do not name theirs (cached: lock.discover)."""
+    from hpm_boot.compose import lock as lockmod
+    from hpm_boot.compose.lock import resolve_git_ref
+
+    unnamed = [p for p in plan.packages
+               if p.manager != "conda" and lockmod.explicit(p.source, p.name) is None]
+    if not unnamed:
+        return {}
+    asks = [(p, resolve_git_ref(p.source.url, p.source.ref, p.name) if isinstance(p.source, GitSource)
+             else None) for p in unnamed]
+    return lockmod.discover(asks, uv, uv_args, _python_minor(python), environ)
 
 
 def _python_minor(python: str) -> str:
@@ -201,9 +248,10 @@ def prepare(command: str, opts: Mapping[str, Any], dirs: Sequence[Path], selecti
         log.warning(warning)
     uv_args = options.uv_args()
     python = os.path.abspath(python) if python else sys.executable
-    text = generate(plan, python, uv_args)
-    locals_ = sorted({p.path for p in plan.packages if isinstance(p.source, LocalSource) and p.path})
     uv = find_uv(environ)
+    names = _names(plan, uv, uv_args, python, environ)
+    text = generate(plan, python, uv_args, names)
+    locals_ = sorted({p.path for p in plan.packages if isinstance(p.source, LocalSource) and p.path})
     root = reuse.ephemeral_root(environ)
     for _attempt in range(5):
         directory = ensure_project(root, text)
@@ -216,6 +264,9 @@ def prepare(command: str, opts: Mapping[str, Any], dirs: Sequence[Path], selecti
         raise NotWritableError(f"{root}: the ephemeral environment kept disappearing (is `hpm gc` looping?)")
     try:
         sync(directory, uv, python, uv_args, locals_, environ, log)
+    except InstallerFailedError as exc:
+        os.close(fd)
+        raise _explained(exc, plan, names) from None
     except BaseException:
         os.close(fd)
         raise

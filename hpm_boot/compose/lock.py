@@ -3,23 +3,29 @@
 The lock is plain JSON (``docs/lock-format.md``). Everything an install needs is in
 it: the direct requirements per installer, the pinned transitive closure with hashes
 where the index has them, entrypoints, mode and the interpreter it was made for. It
-holds no timestamp, so the same plan and pins give the same bytes.
+holds no timestamp, so the same plan and pins give the same bytes. The distribution
+each source builds is named in the lock, found out when the manifest does not say
+(section "distribution names" below).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from packaging.utils import canonicalize_name
 
-from hpm_boot import __version__, payload
-from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, UrlSource
+from hpm_boot import __version__, contract, payload
+from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, Source, UrlSource
 from hpm_boot.compose.resolve import Plan, PlannedPackage
 from hpm_boot.errors import (
     DataError,
@@ -49,6 +55,7 @@ class LockedPackage(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unkn
     path: str | None = None  # local: absolute path
     editable: bool = False
     index: str | None = None  # pypi: the index URL this package comes from, when not the default
+    distribution: str | None = None  # the distribution it installs, when not named ``name``
     extras: list[str] = msgspec.field(default_factory=list)
     entrypoints: dict[str, str] = msgspec.field(default_factory=dict)
     channels: list[str] = msgspec.field(default_factory=list)  # conda only
@@ -124,6 +131,275 @@ def resolve_git_ref(url: str, ref: str, package: str, environ: Mapping[str, str]
     raise NotFoundError(f"{package}: git ref {ref!r} not found in {where}", hint)
 
 
+# ---------------------------------------------------------------- distribution names
+# The distribution a package's source builds: named by the manifest, or found out.
+#
+# A manifest's name is the plugin's name in the registry; the distribution its source
+# builds may be called otherwise (manifest ``vlm-adapter-qwen``, project
+# ``qwen-adapter``, module ``api_wrapper``). ``sources.*.package`` names it; when a git,
+# url or local source does not, hpm finds the name out once and remembers it:
+#
+# - a local checkout whose ``pyproject.toml`` states ``[project] name`` statically: read
+#   from that file, no build;
+# - otherwise one ``uv pip compile --no-deps`` of the unnamed requirements (uv builds
+#   their metadata, and names them in its output), its answers cached in
+#   ``HPM_CACHE/distribution-names.json`` keyed by what fixes the name: the commit SHA of
+#   a git source (and its subdirectory), the URL and sha256 of a url source, the path and
+#   the size and mtime of ``pyproject.toml``/``setup.cfg``/``setup.py`` of a local one.
+#
+# So a name costs a build only the first time a commit or a source tree state is seen;
+# ``hpm run`` with the same locked commit starts no build for it (docs/manifest.md).
+
+CACHE_FILE = "distribution-names.json"
+BUILD_FILES = ("pyproject.toml", "setup.cfg", "setup.py")
+#: uv 0.13's words for a package: name that disagrees with what the source builds
+_MISMATCH = (
+    re.compile(r"Package metadata name `(?P<built>[^`]+)` does not match given name `(?P<given>[^`]+)`"),
+    re.compile(r"Requested package name `(?P<given>[^`]+)` does not match `(?P<built>[^`]+)` in the "
+               r"distribution filename"),
+)
+NOT_A_PROJECT = ("does not appear to be a Python project", "neither `pyproject.toml` nor `setup.py`")
+
+
+def explicit(source: Source, name: str) -> str | None:
+    """The distribution ``source`` names (``package:``), normalized; pypi defaults to ``name``."""
+    package = getattr(source, "package", None)
+    if package:
+        return canonicalize_name(package)
+    return canonicalize_name(name) if isinstance(source, PypiSource) else None
+
+
+def direct_url(p: PlannedPackage, commit: str | None) -> str:
+    """The unnamed direct reference of a git, url or local source (what uv is asked to name)."""
+    source = p.source
+    if isinstance(source, GitSource):
+        sub = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
+        return f"git+{source.url}@{commit or source.ref}{sub}"
+    if isinstance(source, UrlSource):
+        return source.url  # uv reads no fragment on an unnamed file: URL; the pin checks the hash
+    assert isinstance(source, LocalSource)
+    return Path(p.path or source.path).as_uri()
+
+
+def static_name(path: str) -> str | None:
+    """``[project] name`` of ``path/pyproject.toml`` when it is stated there (not dynamic)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: uv answers instead
+        return None
+    try:
+        with open(os.path.join(path, "pyproject.toml"), "rb") as f:
+            project = tomllib.load(f).get("project")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(project, dict) or "name" in project.get("dynamic", []):
+        return None
+    name = project.get("name")
+    return canonicalize_name(name) if isinstance(name, str) and name else None
+
+
+def cache_key(p: PlannedPackage, commit: str | None) -> str | None:
+    """What fixes the name of ``p``'s distribution, or None when nothing does."""
+    source = p.source
+    if isinstance(source, GitSource):
+        return direct_url(p, commit) if commit else None
+    if isinstance(source, UrlSource):
+        return source.url + (f"#sha256={source.sha256}" if source.sha256 else "")
+    if isinstance(source, LocalSource):
+        path = p.path or source.path
+        stats = []
+        for name in BUILD_FILES:
+            with contextlib.suppress(OSError):
+                st = os.stat(os.path.join(path, name))
+                stats.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+        return f"{Path(path).as_uri()}|{'|'.join(stats)}" if stats else None
+    return None
+
+
+def _shown_key(source: Source) -> str | None:
+    """The key of the name last found for a git ref, for display (``hpm plan``, ``why``)
+    only: a ref may move, so locking never trusts it."""
+    if isinstance(source, GitSource):
+        return f"shown:git+{source.url}@{source.ref}#{source.subdirectory or ''}"
+    return None
+
+
+def known(source: Source, name: str, path: str | None, environ: Mapping[str, str]) -> str | None:
+    """The distribution ``source`` builds as far as it is known without building: named
+    by ``package:``, stated in a local ``pyproject.toml``, or found out before (cache)."""
+    found = explicit(source, name)
+    if found is None and isinstance(source, LocalSource):
+        found = static_name(path or source.path)
+    if found is None:
+        cache = _read_cache(cache_file(environ))
+        if isinstance(source, UrlSource):
+            found = cache.get(source.url + (f"#sha256={source.sha256}" if source.sha256 else ""))
+        else:
+            key = _shown_key(source)
+            found = cache.get(key) if key else None
+    return found
+
+
+def cache_file(environ: Mapping[str, str]) -> str | None:
+    """``distribution-names.json`` in HPM_CACHE, else XDG_CACHE_HOME/hpm, else ~/.cache/hpm."""
+    if environ.get(contract.CACHE):
+        base = environ[contract.CACHE]
+    elif environ.get("XDG_CACHE_HOME"):
+        base = os.path.join(environ["XDG_CACHE_HOME"], "hpm")
+    elif environ.get("HOME"):
+        base = os.path.join(environ["HOME"], ".cache", "hpm")
+    else:
+        return None
+    return os.path.join(base, CACHE_FILE)
+
+
+def _read_cache(path: str | None) -> dict[str, str]:
+    try:
+        with open(path or "", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def _write_cache(path: str | None, data: Mapping[str, str]) -> None:
+    if path is None:
+        return
+    from hpm_boot.fsutil import write_atomic
+
+    with contextlib.suppress(OSError):  # best effort: without it the next lock asks uv again
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomic(path, json.dumps(dict(sorted(data.items())), indent=1).encode())
+
+
+def discover(
+    packages: Sequence[tuple[PlannedPackage, str | None]],
+    uv: str,
+    uv_args: Sequence[str],
+    python_version: str,
+    environ: Mapping[str, str],
+) -> dict[str, str]:
+    """Package name -> the normalized name of the distribution its source builds.
+
+    ``packages`` are (planned package, locked commit or None). Names given by
+    ``package:`` (and pypi's default) are taken as they are; the others come from the
+    project file, the cache, or one ``uv pip compile --no-deps`` for all that remain.
+    """
+    out: dict[str, str] = {}
+    asks: dict[str, tuple[PlannedPackage, str | None]] = {}  # direct URL -> package
+    path = cache_file(environ)
+    cache = None
+    for p, commit in packages:
+        name = explicit(p.source, p.name)
+        if isinstance(p.source, LocalSource):
+            # uv checks a named requirement against its metadata, but not an editable path
+            built = static_name(p.path or p.source.path)
+            if name is not None and built is not None and built != name:
+                raise DataError(
+                    f"{p.name}: {p.manifest}: sources.{p.source_mode}.package says {name!r}, but "
+                    f"{p.path or p.source.path} builds {built!r}",
+                    f"set package: {built} (or remove it: hpm finds the name out)")
+            name = name or built
+        if name is None:
+            cache = _read_cache(path) if cache is None else cache
+            key = cache_key(p, commit)
+            name = cache.get(key) if key else None
+        if name is not None:
+            out[p.name] = name
+        else:
+            asks[direct_url(p, commit)] = (p, commit)
+    if not asks:
+        return out
+    found = _ask_uv(asks, uv, uv_args, python_version, environ)
+    cache = dict(cache or {})
+    for url, (p, commit) in asks.items():
+        out[p.name] = found[url]
+        for key in (cache_key(p, commit), _shown_key(p.source)):
+            if key:
+                cache[key] = found[url]
+    _write_cache(path, cache)
+    return out
+
+
+def _normal_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def _ask_uv(asks: Mapping[str, tuple[PlannedPackage, str | None]], uv: str, uv_args: Sequence[str],
+            python_version: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """Direct URL -> distribution name, from uv's compile of the unnamed requirements."""
+    cmd = [uv, "pip", "compile", "-", "--no-deps", "--no-header", "--no-annotate", "--quiet",
+           "--python-version", python_version, *uv_args]
+    try:
+        out = subprocess.run(cmd, input="\n".join(asks) + "\n", capture_output=True, text=True,
+                             env=dict(environ))
+    except OSError:
+        raise InstallerMissingError(f"uv not found at {uv}", "install uv or set HPM_UV") from None
+    if out.returncode != 0:
+        raise build_error(out.stderr, [p for p, _ in asks.values()], out.returncode)
+    found: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        name, sep, url = line.partition(" @ ")
+        if sep:
+            found[_normal_url(url.split(" ;", 1)[0])] = canonicalize_name(name.split("[", 1)[0])
+    missing = [u for u in asks if _normal_url(u) not in found]
+    if missing:
+        p = asks[missing[0]][0]
+        raise InstallerFailedError(
+            f"{p.name}: uv did not name the distribution of {mask_credentials(missing[0])}",
+            "give it in the manifest: sources.<mode>.package: NAME\n" + mask_credentials(out.stdout))
+    return {u: found[_normal_url(u)] for u in asks}
+
+
+def build_error(stderr: str, packages: Sequence[PlannedPackage],
+                code: int) -> InstallerFailedError | DataError:
+    """uv failed to build or name a source: say which package, and of what source."""
+    text = mask_credentials(stderr.strip())
+    culprit = next((p for p in packages if _mentions(text, p)), packages[0] if len(packages) == 1 else None)
+    label = f"{culprit.name} ({describe(culprit)})" if culprit else "a git, url or local source"
+    if any(words in text for words in NOT_A_PROJECT):
+        return DataError(f"{label} builds no Python distribution: no pyproject.toml or setup.py there",
+                         "point the manifest at a Python project (sources.*.path, url, subdirectory)\n"
+                         + text)
+    first = next((line.strip().removeprefix("error: ") for line in text.splitlines() if line.strip()), "")
+    return InstallerFailedError(f"uv could not build {label} to read its name (exit {code}): {first}", text)
+
+
+def describe(p: PlannedPackage) -> str:
+    """The source of ``p`` in a message: its type and where (credentials masked)."""
+    source = p.source
+    if isinstance(source, GitSource):
+        return mask_credentials(f"git {source.url}@{source.ref}")
+    if isinstance(source, UrlSource):
+        return mask_credentials(f"url {source.url}")
+    if isinstance(source, LocalSource):
+        return f"local {p.path or source.path}"
+    return "pypi"
+
+
+def _mentions(text: str, p: PlannedPackage) -> bool:
+    source = p.source
+    if isinstance(source, GitSource | UrlSource):
+        return mask_credentials(source.url) in text
+    if isinstance(source, LocalSource):
+        return (p.path or source.path) in text
+    return False
+
+
+def mismatch_error(stderr: str, packages: Sequence[PlannedPackage]) -> DataError | None:
+    """uv's "metadata name X does not match given name Y" as the manifest's error, or None."""
+    m = next((m for m in (r.search(stderr) for r in _MISMATCH) if m), None)
+    if m is None:
+        return None
+    built, given = canonicalize_name(m["built"]), canonicalize_name(m["given"])
+    p = next((p for p in packages if explicit(p.source, p.name) == given), None)
+    where = f"{p.manifest}: sources.{p.source_mode}.package" if p else "sources.*.package"
+    who = p.name if p else given
+    return DataError(f"{who}: {where} says {given!r}, but its source builds {built!r}",
+                     f"set package: {built} (or remove it: hpm finds the name out)\n"
+                     f"{mask_credentials(stderr.strip())}")
+
+
 # ---------------------------------------------------------------- requirements
 
 
@@ -131,36 +407,41 @@ def _extras(p: PlannedPackage) -> str:
     return f"[{','.join(p.extras)}]" if p.extras else ""
 
 
-def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None) -> LockedPackage:
-    """Freeze one planned package: git refs become SHAs, paths stay absolute paths."""
+def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None, *,
+                 commit: str | None = None, dist: str | None = None) -> LockedPackage:
+    """Freeze one planned package: git refs become SHAs, paths stay absolute paths.
+
+    ``dist`` is the distribution its source builds (``discover``); the
+    requirement names it, so uv checks it against the built metadata.
+    """
+    dist = dist or explicit(p.source, p.name) or p.name
     common: dict[str, Any] = {
         "name": p.name, "version": p.version, "manager": p.manager, "source_mode": p.source_mode,
         "extras": p.extras, "entrypoints": p.entrypoints,
-        "channels": p.channels,
+        "channels": p.channels, "distribution": dist if dist != p.name else None,
     }
     source = p.source
     if isinstance(source, GitSource):
-        sha = resolve_git_ref(source.url, source.ref, p.name, environ)
+        sha = commit or resolve_git_ref(source.url, source.ref, p.name, environ)
         sub = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
-        return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ git+{source.url}@{sha}{sub}",
+        return LockedPackage(**common, requirement=f"{dist}{_extras(p)} @ git+{source.url}@{sha}{sub}",
                              source="git", commit=sha, ref=source.ref)
     if isinstance(source, PypiSource):
-        dist = source.package or p.name
         spec = source.version or f"=={p.version}"
-        if p.manager == "conda":
-            return LockedPackage(**common, requirement=f"{dist}{spec}", source="pypi")
+        if p.manager == "conda":  # conda names are not PEP 503 names: as the manifest spells it
+            return LockedPackage(**common, requirement=f"{source.package or p.name}{spec}", source="pypi")
         return LockedPackage(**common, requirement=f"{dist}{_extras(p)}{spec}", source="pypi",
                              index=source.index)
     if isinstance(source, UrlSource):
         frag = f"#sha256={source.sha256}" if source.sha256 else ""
-        return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ {source.url}{frag}",
+        return LockedPackage(**common, requirement=f"{dist}{_extras(p)} @ {source.url}{frag}",
                              source="url")
     assert isinstance(source, LocalSource)
     path = p.path or source.path
     if source.editable:
         return LockedPackage(**common, requirement=f"-e {path}{_extras(p)}", source="local",
                              path=path, editable=True)
-    return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ {Path(path).as_uri()}",
+    return LockedPackage(**common, requirement=f"{dist}{_extras(p)} @ {Path(path).as_uri()}",
                          source="local", path=path)
 
 
@@ -275,8 +556,9 @@ def _first_error(stderr: str) -> str:
 def plan_digest(plan: Plan) -> str:
     """A digest of what the lock was made from, independent of where the registry lives.
 
-    The plan minus the registry directories, the manifest file names and the warnings:
-    a registry copied elsewhere gives the same digest. Local source paths stay in (the
+    The plan minus the registry directories, the manifest file names and the warnings
+    (and the files and lines of the registry's constraints and overrides, but not the
+    requirements): a registry copied elsewhere gives the same digest. Local source paths stay in (the
     lock records them), so a dev plan moved elsewhere does not.
     """
     data = msgspec.to_builtins(plan)
@@ -284,6 +566,10 @@ def plan_digest(plan: Plan) -> str:
     data.pop("warnings", None)
     for p in data["packages"]:
         p.pop("manifest", None)
+    for key in ("constraints", "overrides"):  # the requirements, not where they were written
+        entries = [c["requirement"] for c in data.pop(key, [])]
+        if entries:  # absent when empty: digests of plans without them are unchanged
+            data[key] = entries
     return payload.digest(data)
 
 
@@ -311,14 +597,31 @@ def make_lock(
     own ``index`` adds that index to the compile (``--extra-index-url``). ``environ`` is the
     environment of git and uv (default ``os.environ``); uv is ``uv``, else found in it.
     """
-    packages = [lock_package(p, environ) for p in plan.packages]
+    commits = {p.name: resolve_git_ref(p.source.url, p.source.ref, p.name, environ)
+               for p in plan.packages if isinstance(p.source, GitSource)}
+    planned = [p for p in plan.packages if p.manager in ("uv", "pip")]
+    indexes = sorted({p.source.index for p in planned if isinstance(p.source, PypiSource) and p.source.index})
+    extra = [*uv_args, *(a for i in indexes for a in ("--extra-index-url", i))]
+    env = os.environ if environ is None else environ
+    dists: dict[str, str] = {}
+    if planned:
+        uv = uv or find_uv(environ)
+        dists = discover([(p, commits.get(p.name)) for p in planned], uv, extra,
+                                  target.python_version, env)
+    packages = [lock_package(p, environ, commit=commits.get(p.name), dist=dists.get(p.name))
+                for p in plan.packages]
     compiled = [p for p in packages if p.manager in ("uv", "pip")]
     requirements = [p.requirement for p in compiled]
-    indexes = sorted({p.index for p in compiled if p.index})
-    extra = [*uv_args, *(a for i in indexes for a in ("--extra-index-url", i))]
-    editables = {p.path: p.name for p in compiled if p.editable and p.path}
-    pins = (compile_pins(requirements, target, uv or find_uv(environ), extra, environ, editables)
-            if requirements else [])
+    editables = {p.path: p.distribution or p.name for p in compiled if p.editable and p.path}
+    pins: list[Pin] = []
+    if requirements:
+        assert uv is not None
+        with tempfile.TemporaryDirectory(prefix="hpm-lock-") as scratch:
+            try:
+                pins = compile_pins(requirements, target, uv, [*extra, *_registry_files(plan, scratch)],
+                                    environ, editables)
+            except InstallerFailedError as exc:
+                raise explain_failure(exc, plan, packages) from None
     return Lock(
         version=LOCK_VERSION,
         hpm=__version__,
@@ -328,6 +631,67 @@ def make_lock(
         packages=packages,
         pins=pins,
     )
+
+
+def _registry_files(plan: Plan, scratch: str) -> list[str]:
+    """uv's ``--constraints``/``--overrides`` files for the registry's lists (in ``scratch``)."""
+    args: list[str] = []
+    for key, flag in (("constraints", "--constraints"), ("overrides", "--overrides")):
+        entries = getattr(plan, key)
+        if entries:
+            path = os.path.join(scratch, f"{key}.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("".join(f"{e.requirement}\n" for e in entries))
+            args += [flag, path]
+    return args
+
+
+def explain_failure(exc: InstallerFailedError, plan: Plan, packages: Sequence[LockedPackage]) -> Exception:
+    """uv's failure to pin the closure, as hpm's own error when hpm can say more:
+    a ``package:`` that disagrees with the built metadata (65), a source that builds
+    nothing (65), packages or a registry constraint that collide (78); else uv's error
+    as it is (74)."""
+    from hpm_boot.compose import conflicts
+
+    stderr = exc.details or ""
+    mismatch = mismatch_error(stderr, plan.packages)
+    if mismatch is not None:
+        return mismatch
+    if any(words in stderr for words in NOT_A_PROJECT):
+        return build_error(stderr, plan.packages, 1)
+    files = {p.name: p.manifest for p in plan.packages}
+    provides = {p.name: tuple(p.provides) for p in plan.packages}
+    members = [conflicts.Member(p.name, p.distribution or p.name, files.get(p.name, "?"),
+                                provides.get(p.name, ())) for p in packages]
+    rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
+    rules += [conflicts.Rule(o.requirement, o.where, "override") for o in plan.overrides]
+    virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
+    explained = conflicts.explain(stderr, members, rules, virtuals)
+    if explained is not None:
+        explained.details = mask_credentials(explained.details or "")
+        return explained
+    return exc
+
+
+def registry_notes(plan: Plan, lock: Lock) -> tuple[list[str], list[str]]:
+    """(information, warnings) about the registry's constraints and overrides in ``lock``:
+    which pins they apply to, and overrides that name nothing in the closure."""
+    from packaging.requirements import Requirement
+
+    pins = {p.name: p for p in lock.pins}
+    info: list[str] = []
+    warnings: list[str] = []
+    for key, word in (("constraints", "constraint"), ("overrides", "override")):
+        for entry in getattr(plan, key):
+            name = canonicalize_name(Requirement(entry.requirement).name)
+            pin = pins.get(name)
+            if pin is not None:
+                info.append(f"{word} {entry.requirement} [{entry.where}] applies to the pin "
+                            f"{name}=={pin.version or pin.url}")
+            elif key == "overrides":
+                warnings.append(f"override {entry.requirement} [{entry.where}] names {name}, which is not in "
+                                "the closure of this plan: it changes nothing here")
+    return info, warnings
 
 
 def lock_warnings(lock: Lock) -> list[str]:

@@ -45,6 +45,7 @@ class GitSource(_Struct, tag="git", tag_field="type"):
     url: str
     ref: str
     subdirectory: str | None = None
+    package: str | None = None  # the distribution it builds; found out when not given
 
 
 class PypiSource(_Struct, tag="pypi", tag_field="type"):
@@ -56,11 +57,13 @@ class PypiSource(_Struct, tag="pypi", tag_field="type"):
 class UrlSource(_Struct, tag="url", tag_field="type"):
     url: str
     sha256: str | None = None
+    package: str | None = None  # the distribution it builds; found out when not given
 
 
 class LocalSource(_Struct, tag="local", tag_field="type"):
     path: str  # relative to the manifest file
     editable: bool = True
+    package: str | None = None  # the distribution it builds; found out when not given
 
 
 Source = GitSource | PypiSource | UrlSource | LocalSource
@@ -99,6 +102,8 @@ class Defaults(_Struct):
 class RegistryConfig(_Struct):
     groups: dict[str, list[str]] = msgspec.field(default_factory=dict)
     defaults: Defaults = msgspec.field(default_factory=Defaults)
+    constraints: list[str] = msgspec.field(default_factory=list)  # PEP 508, uv's --constraints
+    overrides: list[str] = msgspec.field(default_factory=list)  # PEP 508, uv's --overrides
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,13 @@ def check_manifest(m: Manifest, positions: Positions, file: Path) -> Iterator[Pr
                     f"sources.{mode}.version",
                     f'invalid PEP 440 specifier {source.version!r} (e.g. "==1.2.0")',
                 )
+        package = getattr(source, "package", None)
+        if isinstance(package, str) and not _NAME.match(package):
+            yield Problem(
+                at("sources", mode, "package"),
+                f"sources.{mode}.package",
+                f"invalid distribution name {package!r}",
+            )
         if (
             isinstance(source, UrlSource)
             and source.sha256 is not None

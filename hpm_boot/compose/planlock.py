@@ -56,7 +56,13 @@ def lock_for(plan: Plan, target: Environment, options: InstallerOptions,
     uv = options.uv or uvbin.find_uv(environ)
     locked_for = lockmod.default_target(target.python_version, None)
     started = time.perf_counter()
-    data = lockmod.to_dict(lockmod.make_lock(plan, locked_for, uv, options.uv_args()))
+    lock = lockmod.make_lock(plan, locked_for, uv, options.uv_args())
+    info, warnings = lockmod.registry_notes(plan, lock)
+    for line in info:
+        log.debug(line)
+    for warning in warnings:
+        log.warning(warning)
+    data = lockmod.to_dict(lock)
     log.info(f"pinned {len(data['pins'])} distributions ({time.perf_counter() - started:.2f} s)")
     return data, key
 

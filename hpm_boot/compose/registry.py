@@ -242,6 +242,11 @@ def _check_registry(registry: Registry) -> list[Problem]:
     def at(*path: str | int) -> Position | Path:
         return registry.config_positions.find(path) or fallback
 
+    for key in ("constraints", "overrides"):
+        for i, text in enumerate(getattr(registry.config, key)):
+            why = requirement_problem(text)
+            if why:
+                problems.append(Problem(at(key, i), f"{key}[{i}]", why))
     groups = registry.groups()
     for group, members in registry.config.groups.items():
         for i, member in enumerate(members):
@@ -280,6 +285,19 @@ def _check_registry(registry: Registry) -> list[Problem]:
                 )
             )
     return problems
+
+
+def requirement_problem(text: str) -> str | None:
+    """Why ``text`` is not a PEP 508 requirement for ``constraints``/``overrides``, or None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        return f"invalid PEP 508 requirement {text!r} (e.g. \"numpy<2\" or \"setuptools<81\"): {exc}"
+    if req.extras:
+        return f"{text!r}: extras mean nothing in a constraint or override; name the distribution alone"
+    return None
 
 
 def load_with_problems(dirs: Sequence[Path], mode: Mode) -> tuple[Registry, list[Problem]]:

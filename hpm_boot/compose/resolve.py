@@ -69,6 +69,13 @@ class PlannedPackage(msgspec.Struct, frozen=True, omit_defaults=True):
     path: str | None = None  # absolute path of a local source
 
 
+class RegistryRequirement(msgspec.Struct, frozen=True):
+    """A ``constraints``/``overrides`` entry of ``hpm-registry.yaml`` and where it was written."""
+
+    requirement: str
+    where: str  # FILE:LINE
+
+
 class Plan(msgspec.Struct, frozen=True):
     format: int
     mode: Mode
@@ -78,6 +85,8 @@ class Plan(msgspec.Struct, frozen=True):
     packages: list[PlannedPackage]
     providers: list[Provider]
     warnings: list[str]
+    constraints: list[RegistryRequirement] = msgspec.field(default_factory=list)
+    overrides: list[RegistryRequirement] = msgspec.field(default_factory=list)
 
     def package(self, name: str) -> PlannedPackage | None:
         key = canonicalize_name(name)
@@ -387,7 +396,7 @@ def _plan(state: _State, groups: Iterable[str]) -> Plan:
             source, source_mode = m.sources.prod, "prod"
             path = entry.local_path(source)
         if isinstance(source, LocalSource) and path is not None:
-            source = LocalSource(str(path), source.editable)
+            source = LocalSource(str(path), source.editable, source.package)
         packages.append(
             PlannedPackage(
                 name=name,
@@ -413,4 +422,12 @@ def _plan(state: _State, groups: Iterable[str]) -> Plan:
         packages=packages,
         providers=[state.providers[v] for v in sorted(state.providers)],
         warnings=warnings,
+        constraints=_registry_requirements(registry, "constraints"),
+        overrides=_registry_requirements(registry, "overrides"),
     )
+
+
+def _registry_requirements(registry: Registry, key: str) -> list[RegistryRequirement]:
+    fallback = str(registry.config_files[-1]) if registry.config_files else "hpm-registry.yaml"
+    return [RegistryRequirement(text, str(registry.config_positions.find((key, i)) or fallback))
+            for i, text in enumerate(getattr(registry.config, key))]

@@ -2,7 +2,7 @@
 
 import sys
 
-from vlm_adapter_qwen import describe
+from api_wrapper import describe
 
 if __name__ == "__main__":
     print(f"serving {describe()} with args {sys.argv[1:]}")
