@@ -103,8 +103,10 @@ def _signing_key(args: argparse.Namespace, environ: Environ) -> bytes | None:
     """--sign-key-file, else HPM_LOCK_KEY / HPM_LOCK_KEY_FILE, else None (unsigned)."""
     from hpm_boot import payload
 
-    if args.sign_key_file:
-        return payload.read_key({contract.LOCK_KEY_FILE: args.sign_key_file})
+    if args.sign_key_file == "":
+        raise UsageError("--sign-key-file is empty: give it a file path")
+    if args.sign_key_file is not None:
+        return payload.read_key_file(args.sign_key_file, f"--sign-key-file {args.sign_key_file}")
     return payload.read_key(environ)
 
 
