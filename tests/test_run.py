@@ -332,6 +332,10 @@ def test_log_lines_levels_and_json(world: World) -> None:
         record["level"] == "error" and record["exit_code"] == 66 and "hpmtest-app:serve" in record["details"]
     )
     assert tlog.read_text() == "hpm: no entrypoint 'nope' in the plan\n"
+    # a named termination log that does not exist yet is created (as a shell's `>` would)
+    fresh = world.tmp / "fresh-termination-log"
+    proc = world.hpm(*run_nope, env={"HPM_VENV": str(world.tmp / "c"), "HPM_TERMINATION_LOG": str(fresh)})
+    assert proc.returncode == 66 and fresh.read_text() == "hpm: no entrypoint 'nope' in the plan\n"
     # an unwritable termination log is skipped silently
     proc = world.hpm(
         *run_nope, env={"HPM_VENV": str(world.tmp / "c"), "HPM_TERMINATION_LOG": "/nonexistent/dir/log"}
