@@ -4,8 +4,8 @@
 object per line. On failure the one-line cause also goes to the termination log
 (``/dev/termination-log``, which Kubernetes shows as the container's termination
 message, when that file exists and is writable; ``HPM_TERMINATION_LOG=PATH`` names
-another file, which hpm creates if need be; empty turns it off). ``mask_credentials`` hides URL credentials in all of it, and in
-whatever else hpm prints.
+another file, which hpm creates if need be; empty turns it off). ``mask_credentials``
+hides URL credentials in all of it, and in whatever else hpm prints.
 """
 
 from __future__ import annotations
