@@ -371,3 +371,21 @@ entrypoints:
     assert proc.stdout == "2\n"  # the edit, live, with no reinstall
     assert not marker.exists()  # and no installer process: no compile, no install
     assert "pins of this plan remembered" in proc.stderr and "already installed" in proc.stderr
+
+
+def test_the_mode_reaches_the_application_as_run_mode(world: World) -> None:
+    """`hpm run --mode dev` tells the app (RUN_MODE=dev), whatever RUN_MODE said; a lock
+    run sets the lock's mode, on the cold start and on the warm one (the stamp)."""
+    world.editable_package(value=1, extra='entrypoints:\n  mode: "python -c \'import os; '
+                           'print(os.environ[\\"RUN_MODE\\"])\'"\n')
+    reg = ("-r", str(world.registry), "--with", "hpmtest-edit", *world.index())
+    env = {"HPM_VENV": str(world.tmp / "m"), "RUN_MODE": "prod"}
+    proc = world.hpm("run", *reg, "--mode", "dev", "--entrypoint", "mode", env=env)
+    assert (proc.returncode, proc.stdout) == (0, "dev\n"), proc.stderr
+    proc = world.hpm("run", *reg, "--entrypoint", "mode", env={"HPM_VENV": str(world.tmp / "n")})
+    assert (proc.returncode, proc.stdout) == (0, "prod\n"), proc.stderr  # no RUN_MODE: prod, said so
+    lock = world.lock("hpmtest-edit", out="dev.lock.json", extra=("--mode", "dev"))
+    for start in ("cold", "warm"):
+        proc = world.hpm("run", "--lock", lock, *world.index(), "--entrypoint", "mode",
+                         env={"HPM_VENV": str(world.tmp / "l"), "RUN_MODE": "prod"})
+        assert (proc.returncode, proc.stdout) == (0, "dev\n"), (start, proc.stderr)
