@@ -117,6 +117,20 @@ def test_plan_table_and_why(capsys) -> None:
     )
 
 
+def test_why_shows_manifest_paths_as_plan_does(monkeypatch, capsys) -> None:
+    """Below the working directory both show relative paths; elsewhere absolute."""
+    monkeypatch.chdir(EXAMPLES.parent.parent)
+    rc, out, _ = run(capsys, "why", "-r", str(EXAMPLES), "--group", "rag", "-p", "vector-db=qdrant-adapter",
+                     "reranker")
+    assert rc == 0 and out.splitlines()[1].endswith("[examples/registry/reranker-bge.yaml]"), out
+    rc, out, _ = run(capsys, "plan", "-r", str(EXAMPLES), "--group", "rag", "-p", "vector-db=qdrant-adapter")
+    assert rc == 0 and "local examples/packages/reranker-bge" in out, out
+    monkeypatch.chdir("/")
+    rc, out, _ = run(capsys, "why", "-r", str(EXAMPLES), "--group", "rag", "-p", "vector-db=qdrant-adapter",
+                     "reranker")
+    assert rc == 0 and out.splitlines()[1].endswith(f"[{EXAMPLES}/reranker-bge.yaml]"), out
+
+
 def test_plan_json_is_byte_identical_across_processes(tmp_path: Path) -> None:
     argv = ("plan", "--json", "-r", str(EXAMPLES), "--group", "rag,vision", "--mode", "dev")
     first, second = hpm(*argv), hpm(*argv, cwd=tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hpm_boot.commands._options import Environ, load_plan
+from hpm_boot.commands._output import display_path
 from hpm_boot.errors import NotFoundError
 
 
@@ -16,7 +17,7 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     from hpm_boot.compose import resolve
 
     plan = load_plan(args, environ)
-    lines = resolve.why_chain(plan, args.name)
+    lines = resolve.why_chain(plan, args.name, display_path)
     if not lines:
         raise NotFoundError(f"{args.name} is not in the plan",
                             f"the plan has: {', '.join(p.name for p in plan.packages) or 'nothing'}")
