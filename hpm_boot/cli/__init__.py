@@ -12,7 +12,6 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from hpm_boot import __version__
@@ -72,23 +71,6 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _source_commit() -> str | None:
-    """The git commit of the checkout hpm runs from (an editable install), if any."""
-    import subprocess
-
-    here = Path(__file__).resolve().parent.parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "hpm_boot"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0 or not (here / ".git").exists():
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty else "")
-
-
 def command_of(argv: Sequence[str]) -> str | None:
     """The command word of ``argv``: the first argument that is not a global option."""
     args = iter(argv)
@@ -116,12 +98,10 @@ def main(argv: Sequence[str], environ: Environ | None = None) -> int:
         return int(exc.code or 0)
     if args.version:
         from hpm_boot._pyz import build_info
+        from hpm_boot.commands._output import hpm_commit
 
         info = build_info()
-        commit = info.get("commit", "unknown")
-        if commit == "unknown":
-            commit = _source_commit() or commit
-        print(f"hpm {info.get('version', __version__)} (commit {commit})")
+        print(f"hpm {info.get('version', __version__)} (commit {hpm_commit(info)})")
         return 0
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
