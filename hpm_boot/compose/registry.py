@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from packaging.utils import canonicalize_name
 
 from hpm_boot.compose import yamlpos
 from hpm_boot.compose.manifest import (
     MODES,
+    GitSource,
     LocalSource,
     Manifest,
     Mode,
@@ -179,7 +181,26 @@ def _read_entry(base: Path, overlays: dict[str, Path], mode: Mode) -> Entry:
     problems = list(check_manifest(manifest, positions, base))
     if problems:
         raise ProblemError(problems)
-    return Entry(manifest, base, tuple(used), positions)
+    return Entry(_with_git_paths(manifest, base), base, tuple(used), positions)
+
+
+def _with_git_paths(manifest: Manifest, file: Path) -> Manifest:
+    """A git ``url`` that is a relative path (``./x``, ``../x``) names a repository
+    relative to the manifest file, as a local ``path`` does; it becomes a ``file://`` URL,
+    which git, uv and the lock understand wherever hpm runs."""
+
+    def absolute(source: Source | None) -> Source | None:
+        if isinstance(source, GitSource) and source.url.startswith(("./", "../")):
+            url = Path(os.path.abspath(file.parent / source.url)).as_uri()
+            return msgspec.structs.replace(source, url=url)
+        return source
+
+    sources = manifest.sources
+    prod, dev = absolute(sources.prod), absolute(sources.dev)
+    if prod is sources.prod and dev is sources.dev:
+        return manifest
+    assert prod is not None
+    return msgspec.structs.replace(manifest, sources=msgspec.structs.replace(sources, prod=prod, dev=dev))
 
 
 def _read_config(files: Sequence[Path]) -> tuple[RegistryConfig, Positions, list[Problem]]:
