@@ -20,17 +20,29 @@ from hpm_boot.commands._options import Environ, add_selection
 from hpm_boot.errors import HpmError
 
 EPILOG = """\
-environment:
+environment (docs/running.md, "Environment variables", says more):
   HPM_REGISTRY   registry directories, separated by ':' (default ./registry)
-  RUN_MODE       dev or prod (default prod); --mode wins
+  RUN_MODE       dev or prod (default prod); --mode wins; the app is told the mode
   HPM_WITH, HPM_GROUPS, HPM_PROVIDERS
                  comma-separated selections; the flags win when given
   HPM_LOCK_FILE, HPM_LOCK_B64
                  a lock to install and run instead of resolving the registry
+  HPM_LOCK_KEY, HPM_LOCK_KEY_FILE
+                 the signing key: sign locks, require signatures
+  HPM_VENV       the target virtual environment
+  HPM_UV, HPM_CONDA
+                 the installers' binaries (default: found on PATH)
+  HPM_CACHE      where hpm.pyz unpacks itself;  HPM_EPHEMERAL_DIR  ephemeral environments
+  HPM_READY_FILE touched just before the exec
   HPM_LOG        quiet | info | debug;  HPM_LOG_FORMAT=json for log pipelines
+  HPM_TERMINATION_LOG
+                 where the one-line cause of a failure goes (default /dev/termination-log)
+  HPM_IMAGE, HPM_ENGINE
+                 hpm docker run: the image and the engine (HPM_IMAGE: also lock --format k8s)
 
-exit codes: 0 ok, 1 stale lock (lock --check) or failed smoke test, 2 usage,
-  65 invalid data, 66 missing, 69 no installer, 73 cannot write, 74 installer failed,
+exit codes: 0 ok, 1 stale lock (lock --check), failed smoke test or dirty checkout
+  (dev pin), 2 usage, 65 invalid data, 66 missing, 69 no installer or container engine,
+  73 cannot write, 74 installer failed,
   77 signature, 78 resolution, 126 command not executable, 127 no command,
   128+N stopped by signal N while installing
 """
