@@ -72,7 +72,8 @@ def test_marks_are_well_formed(tmp_path: Path) -> None:
     doc.write_text('<!-- doctest: colour="red" -->\n```sh\ntrue\n```\n')
     with pytest.raises(ValueError, match="unknown doctest option"):
         list(docblocks.blocks(doc))
-    doc.write_text("<!-- doctest -->\n```console\n$ a \\\n  b   # exit 3\nout\n$ c\n```\n")
+    doc.write_text("````\n<!-- doctest -->\n```sh\nshown, not run\n```\n````\n"
+                   "<!-- doctest -->\n```console\n$ a \\\n  b   # exit 3\nout\n$ c\n```\n")
     (block,) = docblocks.blocks(doc)
     assert [(c.text, c.exit_code) for c in block.commands] == [("a    b   # exit 3", 3), ("c", 0)]
 

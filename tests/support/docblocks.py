@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MARK = re.compile(r"^<!--\s*doctest(?::(?P<opts>.*?))?\s*-->\s*$")
 FENCE = re.compile(r"^(?P<fence>```+)\s*(?P<lang>sh|bash|console|shell)\s*$")
+ANY_FENCE = re.compile(r"^\s*(`{3,})")
 EXIT = re.compile(r"#\s*exit (?P<code>\d+)\b")
 
 
@@ -70,6 +71,11 @@ def blocks(path: Path) -> Iterator[Block]:
     i = 0
     while i < len(lines):
         mark = MARK.match(lines[i])
+        other = ANY_FENCE.match(lines[i])
+        if other:  # an unmarked block: what it shows (even a mark) is not run
+            closing = other.group(1)
+            i = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == closing), len(lines)) + 1
+            continue
         if not mark:
             i += 1
             continue
