@@ -295,6 +295,13 @@ def test_relative_git_url_is_relative_to_the_manifest(tmp_path: Path, capsys, mo
                      "  dev: {type: local, path: ../checkouts/plug}\n",
     })
     monkeypatch.chdir(tmp_path / "remotes")  # not where the registry is
+    # validate warns about a local repository that is not there (and passes)
+    write(tmp_path / "gone", {"gone.yaml": "name: gone\nversion: 1.0.0\nsources:\n"
+                                           "  prod: {type: git, url: ../nowhere.git, ref: v1}\n"})
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path / "gone"))
+    assert rc == 0 and f"gone: no git repository at {tmp_path}/nowhere.git" in err, err
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path / "registry"))
+    assert rc == 0 and "no git repository" not in err, err
     plan = plan_json(capsys, "-r", str(tmp_path / "registry"), "--with", "plug")
     assert plan["packages"][0]["source"] == {"type": "git", "url": repo.url, "ref": "v0.1.0"}
     rc, out, err = run(capsys, "dev", "-r", str(tmp_path / "registry"), "checkout", "plug")

@@ -384,7 +384,25 @@ def validate(dirs: Sequence[Path]) -> tuple[list[Problem], list[str]]:
             seen.setdefault(str(problem), problem)
         if mode == "dev":
             warnings.extend(_missing_checkouts(registry.entries.values()))
+        else:
+            warnings.extend(_missing_local_repositories(registry.entries.values()))
     return list(seen.values()), warnings
+
+
+def _missing_local_repositories(entries: Iterable[Entry]) -> list[str]:
+    """Git sources on this machine (``file://``, relative urls) whose directory is missing:
+    locking, running and ``hpm dev checkout`` would exit 66 on them."""
+    from urllib.parse import unquote, urlparse
+
+    out = []
+    for entry in entries:
+        source = entry.manifest.sources.prod
+        if isinstance(source, GitSource) and source.url.startswith("file://"):
+            path = unquote(urlparse(source.url).path)
+            if not os.path.isdir(path):
+                out.append(f"{entry.where('sources', 'prod', 'url')}: {entry.name}: no git repository at "
+                           f"{path}; lock, run and dev checkout of {entry.name} exit 66 until it exists")
+    return out
 
 
 def _missing_checkouts(entries: Iterable[Entry]) -> list[str]:
