@@ -131,13 +131,15 @@ def test_dry_run_and_signing(fake_engine, registry, wheelhouse, tmp_path):
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["docker", "run", "--engine", "podman"], 2, "no image"),
     (["docker", "pull"], 2, "expected `hpm docker run"),
+    (["docker", "run", "--mode", "bogus", "--image", "x"], 2, "hpm docker run: argument --mode: invalid"),
     (["docker", "run", "--image", "x", "--engine", "docker"], 69, "no container engine"),
 ])
 def test_usage_errors(fake_engine, args, code, message):
     env = {**fake_engine, "PATH": str(Path(fake_engine["PATH"].split(os.pathsep)[0]))}
     proc = hpm(env, *args)
     assert proc.returncode == code, proc.stderr
-    assert message in proc.stderr.splitlines()[0]
+    assert proc.stderr.startswith("hpm: error: ") and message in proc.stderr.splitlines()[0], proc.stderr
+    assert sum(line.startswith("hpm: error:") for line in proc.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("where", [["run", "--help"], ["run", "--image", "x", "-h"]])

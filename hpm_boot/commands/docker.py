@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from hpm_boot import contract
 from hpm_boot.commands._options import (
@@ -233,6 +233,13 @@ def make_payload(args: argparse.Namespace, environ: Mapping[str, str], engine: s
     return text
 
 
+class _WordsParser(argparse.ArgumentParser):
+    """The options after ``run``: a bad one is hpm's one-line usage error (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"hpm docker run: {message}", "hpm docker run --help lists the options")
+
+
 def wants_help(words: Sequence[str]) -> bool:
     """``hpm docker run ... --help`` (before ``--``): hpm's help, not the engine's."""
     before = list(words)[: list(words).index("--")] if "--" in words else list(words)
@@ -261,14 +268,11 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return 0
     hpm_words, engine_args, cmd = split_words(args.words)
     if hpm_words:  # hpm options given after `run`: parse them onto the same namespace
-        p = argparse.ArgumentParser(prog="hpm docker run", add_help=False, allow_abbrev=False)
+        p = _WordsParser(prog="hpm docker run", add_help=False, allow_abbrev=False)
         add_selection(p)
         own_options(p)
         add_installer_options(p)
-        try:
-            p.parse_args(hpm_words, namespace=args)
-        except SystemExit as exc:
-            return int(exc.code or 2)
+        p.parse_args(hpm_words, namespace=args)
     log = Log(environ)
     image = args.image or environ.get(contract.IMAGE)
     if not image:
