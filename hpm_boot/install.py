@@ -308,10 +308,18 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
         os.close(write_end)
         os.close(devnull)
     received: list[int] = []
+    # the handler wakes the loop at once (select would otherwise sleep out its timeout,
+    # PEP 475, while a straggler of the group keeps the output pipe open)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
         _kill_group(pid, signum)
+        try:
+            os.write(wake_write, b"!")
+        except OSError:
+            pass
         _signal.signal(_signal.SIGALRM, lambda *_: _kill_group(pid, _signal.SIGKILL))
         _signal.alarm(GRACE_SECONDS)
 
@@ -321,8 +329,11 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
     pending = b""
     try:
         while True:
-            # a signal runs ``forward``, then select goes on (PEP 475)
-            ready, _, _ = select.select([read_end], [], [], 0.2)
+            # once stopping, look for the installer's exit often: a straggler may hold the pipe
+            ready, _, _ = select.select([read_end, wake_read], [], [], 0.01 if received else 0.2)
+            if wake_read in ready:
+                os.read(wake_read, 64)
+                ready.remove(wake_read)
             chunk = os.read(read_end, 65536) if ready else b""
             if chunk:
                 pending += chunk
@@ -335,7 +346,7 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
             done, raw = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = raw
-                if not select.select([read_end], [], [], 0.05)[0]:
+                if received or not select.select([read_end], [], [], 0.05)[0]:
                     break  # exited; a detached grandchild may keep the pipe open: don't wait for it
         if pending:
             on_line(pending.decode("utf-8", "replace"))
@@ -347,7 +358,8 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
         _signal.alarm(0)
         for s, handler in previous.items():
             _signal.signal(s, handler)
-        os.close(read_end)
+        for fd in (read_end, wake_read, wake_write):
+            os.close(fd)
     return os.waitstatus_to_exitcode(status), (received[0] if received else None), \
         time.perf_counter() - started
 
