@@ -72,6 +72,9 @@ def test_marks_are_well_formed(tmp_path: Path) -> None:
     doc.write_text('<!-- doctest: colour="red" -->\n```sh\ntrue\n```\n')
     with pytest.raises(ValueError, match="unknown doctest option"):
         list(docblocks.blocks(doc))
+    doc.write_text('<!-- doctest: given="pip install x && " -->\n```sh\ntrue\n```\n')
+    with pytest.raises(ValueError, match="in no command"):
+        list(docblocks.blocks(doc))
     doc.write_text("````\n<!-- doctest -->\n```sh\nshown, not run\n```\n````\n"
                    "<!-- doctest -->\n```console\n$ a \\\n  b   # exit 3\nout\n$ c\n```\n")
     (block,) = docblocks.blocks(doc)

@@ -99,6 +99,7 @@ def _block(path: Path, fence_line: int, body: list[str], opts: list[str], consol
         options[key].append(value)
     commands: list[Command] = []
     pending: list[str] = []
+    used: set[str] = set()
     start = 0
     for n, raw in enumerate(body, start=fence_line + 1):
         text = raw.rstrip()
@@ -113,12 +114,21 @@ def _block(path: Path, fence_line: int, body: list[str], opts: list[str], consol
             continue
         full = " ".join([*pending, text]).strip()
         pending = []
-        if not full or full.startswith("#") or any(s in full for s in options["skip"]):
+        if not full or full.startswith("#"):
+            continue
+        skipped = [s for s in options["skip"] if s in full]
+        if skipped:
+            used.update(skipped)
             continue
         for given in options["given"]:
-            full = full.removeprefix(given)
+            if full.startswith(given):
+                full = full.removeprefix(given)
+                used.add(given)
         found = EXIT.search(full)
         commands.append(Command(full, start, int(found.group("code")) if found else 0))
+    stale = [t for t in options["skip"] + options["given"] if t not in used]
+    if stale:  # the block changed under its mark
+        raise ValueError(f"{path}:{fence_line - 1}: doctest skip/given text in no command: {stale}")
     return Block(path, fence_line, commands, options["expect"])
 
 
