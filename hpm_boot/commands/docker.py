@@ -248,7 +248,7 @@ def wants_help(words: Sequence[str]) -> bool:
 
 def print_help() -> None:
     p = argparse.ArgumentParser(
-        prog="hpm docker run", add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="hpm docker run", add_help=False,
         usage="hpm docker run [HPM OPTIONS] --image IMAGE [ENGINE ARGS...] [-- CMD...]",
         description="Lock the selection for the image's Python and run the image with the lock "
         "in HPM_LOCK_B64 (docs/containers.md).",
