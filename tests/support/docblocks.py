@@ -141,10 +141,16 @@ class Result:
 
 
 def copy_repository(dest: Path, root: Path = ROOT) -> Path:
-    """The repository's files (tracked, and new ones not ignored) copied to ``dest``."""
+    """The repository's files (tracked, and new ones not ignored) copied to ``dest``; outside
+    a git checkout (a source archive), the tree without what .gitignore names."""
     listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], capture_output=True, text=True, check=True).stdout
-    for name in filter(None, listed.split("\0")):
+                             "--exclude-standard"], capture_output=True, text=True)
+    if listed.returncode != 0:
+        ignored = shutil.ignore_patterns(".git", ".venv", ".hpm", "build", "dist", "ctx", "__pycache__",
+                                         ".*_cache", ".hypothesis", "remotes", "checkouts")
+        shutil.copytree(root, dest, ignore=ignored, symlinks=True)
+        return dest
+    for name in filter(None, listed.stdout.split("\0")):
         source = root / name
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
