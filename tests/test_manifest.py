@@ -6,6 +6,7 @@ in-process); the merge semantics and hostile YAML are also checked on the functi
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,13 @@ def test_every_schema_error_of_one_file_is_reported(tmp_path: Path, capsys) -> N
     assert f"{tmp_path}/e.yaml:6: groups" in err
     assert f"{tmp_path}/e.yaml:7: install_args.manager: invalid value" in err
     assert "4 problem(s)" in err.splitlines()[0], err
+    # as every error: one JSON record with the problems as details, the line in the termination log
+    tlog = tmp_path / "termination-log"
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path),
+                     env={"HPM_LOG_FORMAT": "json", "HPM_TERMINATION_LOG": str(tlog)})
+    (record,) = [json.loads(line) for line in err.splitlines()]
+    assert rc == 65 and record["exit_code"] == 65 and record["details"].count("e.yaml:") == 4, record
+    assert tlog.read_text() == f"hpm: 4 problem(s) in {tmp_path}, listed below as file:line: field: problem\n"
 
 
 def test_a_required_field_of_the_wrong_type_is_reported_once(tmp_path: Path, capsys) -> None:

@@ -19,7 +19,8 @@ as shell words:
 - ``given=TEXT``: a command starting with TEXT runs without that prefix: TEXT is what
   the suite has done already (its own venv stands in for ``.venv``).
 
-Every command that fails prints exactly one ``hpm: error:`` line, and none prints a
+Every hpm command that fails prints exactly one ``hpm: error:`` line, which is also
+all its termination log (``HPM_TERMINATION_LOG``, set per command) holds; none prints a
 traceback. All commands of a block run in one bash process (variables carry over),
 in a temporary copy of the repository.
 """
@@ -138,6 +139,7 @@ class Result:
     code: int
     out: str
     err: str
+    termination_log: str | None = None
 
 
 def copy_repository(dest: Path, root: Path = ROOT) -> Path:
@@ -164,6 +166,7 @@ def run_block(block: Block, cwd: Path, env: Mapping[str, str], timeout: float = 
     work.mkdir(exist_ok=True)
     script = ["set -u"]
     for i, command in enumerate(block.commands):
+        script.append(f"export HPM_TERMINATION_LOG={work}/{i}.tlog")
         script.append(f"{{ {command.text}\n}} >{work}/{i}.out 2>{work}/{i}.err </dev/null; "
                       f"echo $? >{work}/{i}.rc")
     subprocess.run(["bash", "-c", "\n".join(script)], cwd=cwd, env=dict(env), timeout=timeout, check=False)
@@ -171,8 +174,10 @@ def run_block(block: Block, cwd: Path, env: Mapping[str, str], timeout: float = 
     for i, command in enumerate(block.commands):
         rc = work / f"{i}.rc"
         code = int(rc.read_text()) if rc.exists() else -1
+        tlog = work / f"{i}.tlog"
         results.append(Result(command, code, (work / f"{i}.out").read_text(errors="replace"),
-                              (work / f"{i}.err").read_text(errors="replace")))
+                              (work / f"{i}.err").read_text(errors="replace"),
+                              tlog.read_text(errors="replace") if tlog.exists() else None))
     shutil.rmtree(work)
     return results
 
@@ -190,6 +195,11 @@ def problems(block: Block, results: list[Result]) -> list[str]:
         errors = [line for line in r.err.splitlines() if line.startswith("hpm: error:")]
         if r.command.exit_code and "hpm" in r.command.text and len(errors) != 1:
             found.append(f"{where}: {len(errors)} `hpm: error:` lines, expected exactly one{output}")
+        elif r.command.exit_code and "hpm" in r.command.text and "HPM_TERMINATION_LOG" not in r.command.text:
+            # the termination log holds the error line alone (as "hpm: <cause>")
+            wanted = errors[0].replace("hpm: error: ", "hpm: ", 1) + "\n"
+            if r.termination_log != wanted:
+                found.append(f"{where}: the termination log holds {r.termination_log!r}, not {wanted!r}")
     everything = "".join(r.out + r.err for r in results)
     found += [f"{block.id}: the output does not contain {text!r}" for text in block.expect
               if text not in everything]
