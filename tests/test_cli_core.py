@@ -225,3 +225,18 @@ def test_credentials_in_urls_are_not_printed(tmp_path: Path, capsys) -> None:
     rc, out, err = run(capsys, "plan", "-r", str(tmp_path), "--with", "a")
     assert rc == 0
     assert "s3cret" not in out + err and "https://***@git.example.invalid/a.git@v1" in out
+
+
+def test_a_bad_command_line_is_an_error_like_any_other(tmp_path: Path) -> None:
+    """One `hpm: error:` line and the usage after it; as a JSON record with
+    HPM_LOG_FORMAT=json; the termination log holds the line (a bad ENTRYPOINT in a pod)."""
+    bad = hpm("lock", "--format", "nope")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("hpm: error: argument --format: invalid choice: 'nope'")
+    assert bad.stderr.splitlines()[1].startswith("usage: hpm lock")
+    tlog = tmp_path / "termination-log"
+    bad = hpm("plan", "--bogus", env={"HPM_LOG_FORMAT": "json", "HPM_TERMINATION_LOG": str(tlog)})
+    (record,) = [json.loads(line) for line in bad.stderr.splitlines()]
+    assert bad.returncode == 2 and record["exit_code"] == 2, bad.stderr
+    assert record["msg"] == "unrecognized arguments: --bogus" and record["details"].startswith("usage: hpm")
+    assert tlog.read_text() == "hpm: unrecognized arguments: --bogus\n"

@@ -17,7 +17,7 @@ from typing import NoReturn
 from hpm_boot import __version__
 from hpm_boot.commands import COMMANDS
 from hpm_boot.commands._options import Environ, add_selection
-from hpm_boot.errors import HpmError
+from hpm_boot.errors import HpmError, UsageError
 
 EPILOG = """\
 environment (docs/running.md, "Environment variables", says more):
@@ -49,12 +49,12 @@ exit codes: 0 ok, 1 stale lock (lock --check), failed smoke test or dirty checko
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with the contract's error shape: one ``hpm: error:`` line first."""
+    """argparse, with the contract's error shape: a bad command line is a ``UsageError``,
+    reported by ``main`` as every error is (one line, the usage as its details, the JSON
+    log and the termination log alike)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"hpm: error: {message}\n")
-        self.print_usage(sys.stderr)
-        sys.exit(2)
+        raise UsageError(message, self.format_usage().rstrip())
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
@@ -106,8 +106,12 @@ def main(argv: Sequence[str], environ: Environ | None = None) -> int:
         args = parser.parse_args(argv)
         if tail:
             args.cmd = [*args.cmd, *tail]
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+    except SystemExit as exc:  # argparse: --help, --version of a sub-parser
         return int(exc.code or 0)
+    except UsageError as exc:
+        from hpm_boot.log import Log
+
+        return Log(environ).error(exc)
     if args.version:
         from hpm_boot._pyz import build_info
         from hpm_boot.commands._output import hpm_commit
