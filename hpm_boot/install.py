@@ -289,6 +289,30 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
     import select
 
     started = time.perf_counter()
+    received: list[int] = []
+    child: list[int] = []  # the installer's pid (= its process group), once spawned
+    # the handler wakes the loop at once (select would otherwise sleep out its timeout,
+    # PEP 475, while a straggler of the group keeps the output pipe open)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+
+    def stop(signum: int) -> None:
+        _kill_group(child[0], signum)
+        _signal.signal(_signal.SIGALRM, lambda *_: _kill_group(child[0], _signal.SIGKILL))
+        _signal.alarm(GRACE_SECONDS)
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if child:
+            stop(signum)
+        try:
+            os.write(wake_write, b"!")
+        except OSError:
+            pass
+
+    # handlers first: a signal that comes while the installer starts is not lost
+    previous = {s: _signal.signal(s, forward) for s in (_signal.SIGTERM, _signal.SIGINT)}
+    previous[_signal.SIGALRM] = _signal.getsignal(_signal.SIGALRM)  # ``stop`` may set it
     read_end, write_end = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
     try:
@@ -297,34 +321,22 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
             (os.POSIX_SPAWN_DUP2, write_end, 1),
             (os.POSIX_SPAWN_DUP2, write_end, 2),
         ])
-    except FileNotFoundError:
-        os.close(read_end)
-        raise InstallerMissingError(f"{manager} not found: {argv[0]}",
-                                    "install it, or point HPM_UV / PATH at it") from None
-    except OSError as exc:  # PermissionError, ENOEXEC (e.g. a uv built for another machine)
-        os.close(read_end)
+    except OSError as exc:
+        for s, handler in previous.items():
+            _signal.signal(s, handler)
+        for fd in (read_end, wake_read, wake_write):
+            os.close(fd)
+        if isinstance(exc, FileNotFoundError):
+            raise InstallerMissingError(f"{manager} not found: {argv[0]}",
+                                        "install it, or point HPM_UV / PATH at it") from None
+        # PermissionError, ENOEXEC (e.g. a uv built for another machine)
         raise InstallerMissingError(f"{manager} cannot be executed: {argv[0]}: {exc.strerror}") from None
     finally:
         os.close(write_end)
         os.close(devnull)
-    received: list[int] = []
-    # the handler wakes the loop at once (select would otherwise sleep out its timeout,
-    # PEP 475, while a straggler of the group keeps the output pipe open)
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_write, False)
-
-    def forward(signum: int, _frame: object) -> None:
-        received.append(signum)
-        _kill_group(pid, signum)
-        try:
-            os.write(wake_write, b"!")
-        except OSError:
-            pass
-        _signal.signal(_signal.SIGALRM, lambda *_: _kill_group(pid, _signal.SIGKILL))
-        _signal.alarm(GRACE_SECONDS)
-
-    previous = {s: _signal.signal(s, forward) for s in (_signal.SIGTERM, _signal.SIGINT)}
-    previous[_signal.SIGALRM] = _signal.getsignal(_signal.SIGALRM)  # ``forward`` may set it
+    child.append(pid)
+    if received:  # came before the pid was known
+        stop(received[0])
     status = None
     pending = b""
     try:

@@ -297,6 +297,26 @@ def test_signal_during_install_is_forwarded_and_leaves_no_orphan(
     assert "installed" not in err.replace("not installed", "")
 
 
+def test_signal_as_the_installer_starts_is_not_lost(world: World) -> None:
+    """The installer signals hpm the moment it starts (before hpm could have done anything
+    after starting it): hpm's handlers are already in place, so it stops the installer
+    and exits 143, never dying of the signal itself. (hpm used to install them just after
+    the start; the race showed once in a loaded full run. This start makes the early
+    signal likely, not certain: the old order passed it too, most of the time.)"""
+    world.standard_registry()
+    lock = world.lock("hpmtest-app")
+    pidfile = world.tmp / "uv.pid"
+    early = world.tmp / "early-uv"
+    early.write_text(f'#!/bin/sh\ncase "$1" in venv) exec {world.uv} "$@";; esac\n'
+                     f"echo $$ > {pidfile}\nkill -TERM $PPID\nsleep 300 &\nexec sleep 301\n")
+    early.chmod(0o755)
+    proc = world.hpm("run", "--lock", lock, "--", "true", timeout=60,
+                     env={"HPM_UV": str(early), "HPM_VENV": str(world.tmp / "v")})
+    assert proc.returncode == 143, proc.stderr
+    assert "stopped by signal SIGTERM while installing" in proc.stderr
+    assert _group_alive(int(pidfile.read_text())) == []
+
+
 # ---------------------------------------------------------------- output
 
 
