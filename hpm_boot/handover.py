@@ -98,6 +98,15 @@ def hand_over(argv: Sequence[str], target: Environment, environ: Mapping[str, st
     exec_target(argv, target, environ)
 
 
+def with_mode(environ: Mapping[str, str], mode: object) -> Mapping[str, str]:
+    """``environ`` with ``RUN_MODE`` set to the mode hpm resolved for (a lock's ``mode``,
+    or ``--mode``/``RUN_MODE`` of a registry run), so the application sees the mode it was
+    composed in; unchanged when ``mode`` is not ``dev`` or ``prod``."""
+    if mode not in ("dev", "prod") or environ.get(contract.RUN_MODE) == mode:
+        return environ
+    return {**environ, contract.RUN_MODE: str(mode)}
+
+
 def child_environ(target: Environment, environ: Mapping[str, str]) -> dict[str, str]:
     """The variables of a program run in ``target``: lock and key variables removed, the
     target's bin directory first on PATH, VIRTUAL_ENV set for a venv."""

@@ -290,6 +290,30 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
     import select
 
     started = time.perf_counter()
+    received: list[int] = []
+    child: list[int] = []  # the installer's pid (= its process group), once spawned
+    # the handler wakes the loop at once (select would otherwise sleep out its timeout,
+    # PEP 475, while a straggler of the group keeps the output pipe open)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+
+    def stop(signum: int) -> None:
+        _kill_group(child[0], signum)
+        _signal.signal(_signal.SIGALRM, lambda *_: _kill_group(child[0], _signal.SIGKILL))
+        _signal.alarm(GRACE_SECONDS)
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if child:
+            stop(signum)
+        try:
+            os.write(wake_write, b"!")
+        except OSError:
+            pass
+
+    # handlers first: a signal that comes while the installer starts is not lost
+    previous = {s: _signal.signal(s, forward) for s in (_signal.SIGTERM, _signal.SIGINT)}
+    previous[_signal.SIGALRM] = _signal.getsignal(_signal.SIGALRM)  # ``stop`` may set it
     read_end, write_end = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
     try:
@@ -298,32 +322,31 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
             (os.POSIX_SPAWN_DUP2, write_end, 1),
             (os.POSIX_SPAWN_DUP2, write_end, 2),
         ])
-    except FileNotFoundError:
-        os.close(read_end)
-        raise InstallerMissingError(f"{manager} not found: {argv[0]}",
-                                    "install it, or point HPM_UV / PATH at it") from None
-    except OSError as exc:  # PermissionError, ENOEXEC (e.g. a uv built for another machine)
-        os.close(read_end)
+    except OSError as exc:
+        for s, handler in previous.items():
+            _signal.signal(s, handler)
+        for fd in (read_end, wake_read, wake_write):
+            os.close(fd)
+        if isinstance(exc, FileNotFoundError):
+            raise InstallerMissingError(f"{manager} not found: {argv[0]}",
+                                        "install it, or point HPM_UV / PATH at it") from None
+        # PermissionError, ENOEXEC (e.g. a uv built for another machine)
         raise InstallerMissingError(f"{manager} cannot be executed: {argv[0]}: {exc.strerror}") from None
     finally:
         os.close(write_end)
         os.close(devnull)
-    received: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        received.append(signum)
-        _kill_group(pid, signum)
-        _signal.signal(_signal.SIGALRM, lambda *_: _kill_group(pid, _signal.SIGKILL))
-        _signal.alarm(GRACE_SECONDS)
-
-    previous = {s: _signal.signal(s, forward) for s in (_signal.SIGTERM, _signal.SIGINT)}
-    previous[_signal.SIGALRM] = _signal.getsignal(_signal.SIGALRM)  # ``forward`` may set it
+    child.append(pid)
+    if received:  # came before the pid was known
+        stop(received[0])
     status = None
     pending = b""
     try:
         while True:
-            # a signal runs ``forward``, then select goes on (PEP 475)
-            ready, _, _ = select.select([read_end], [], [], 0.2)
+            # once stopping, look for the installer's exit often: a straggler may hold the pipe
+            ready, _, _ = select.select([read_end, wake_read], [], [], 0.01 if received else 0.2)
+            if wake_read in ready:
+                os.read(wake_read, 64)
+                ready.remove(wake_read)
             chunk = os.read(read_end, 65536) if ready else b""
             if chunk:
                 pending += chunk
@@ -336,7 +359,7 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
             done, raw = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = raw
-                if not select.select([read_end], [], [], 0.05)[0]:
+                if received or not select.select([read_end], [], [], 0.05)[0]:
                     break  # exited; a detached grandchild may keep the pipe open: don't wait for it
         if pending:
             on_line(pending.decode("utf-8", "replace"))
@@ -348,7 +371,8 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
         _signal.alarm(0)
         for s, handler in previous.items():
             _signal.signal(s, handler)
-        os.close(read_end)
+        for fd in (read_end, wake_read, wake_write):
+            os.close(fd)
     return os.waitstatus_to_exitcode(status), (received[0] if received else None), \
         time.perf_counter() - started
 

@@ -3,9 +3,9 @@
 ``HPM_LOG`` = quiet | info (default) | debug; ``HPM_LOG_FORMAT=json`` writes one JSON
 object per line. On failure the one-line cause also goes to the termination log
 (``/dev/termination-log``, which Kubernetes shows as the container's termination
-message; ``HPM_TERMINATION_LOG`` names another file, empty turns it off) when that
-file is writable. ``mask_credentials`` hides URL credentials in all of it, and in
-whatever else hpm prints.
+message, when that file exists and is writable; ``HPM_TERMINATION_LOG=PATH`` names
+another file, which hpm creates if need be; empty turns it off). ``mask_credentials``
+hides URL credentials in all of it, and in whatever else hpm prints.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class Log:
         self.stream = stream
         self.start = time.perf_counter()
         self.termination_log = environ.get(contract.TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
+        #: a path the user named is created; the default one only written when it exists
+        self.create_termination_log = contract.TERMINATION_LOG in environ
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -85,7 +87,8 @@ class Log:
             if exc.details:
                 _write(self.stream or sys.stderr, mask_credentials(exc.details))
         if self.termination_log:
-            termination_log(f"hpm: {mask_credentials(exc.message)}", self.termination_log)
+            termination_log(f"hpm: {mask_credentials(exc.message)}", self.termination_log,
+                            create=self.create_termination_log)
         return exc.exit_code
 
 
@@ -97,10 +100,15 @@ def _write(stream: TextIO, line: str) -> None:
         pass
 
 
-def termination_log(message: str, path: str = DEFAULT_TERMINATION_LOG) -> None:
-    """Kubernetes shows this file's content as the container's termination message."""
+def termination_log(message: str, path: str = DEFAULT_TERMINATION_LOG, create: bool = False) -> None:
+    """Kubernetes shows this file's content as the container's termination message.
+
+    ``create``: write ``path`` even when it does not exist yet (a path the user named, as
+    a shell's ``>`` would); otherwise only an existing writable file is written, so that
+    outside Kubernetes nothing appears in ``/dev``. A file that cannot be written is skipped.
+    """
     try:
-        if os.access(path, os.W_OK):
+        if create or os.access(path, os.W_OK):
             with open(path, "w") as f:
                 f.write(message + "\n")
     except OSError:

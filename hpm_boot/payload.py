@@ -423,16 +423,22 @@ def read_key(environ: Mapping[str, str]) -> bytes | None:
         return _nonempty_key(key, contract.LOCK_KEY)
     if contract.LOCK_KEY_FILE in environ:
         path = environ[contract.LOCK_KEY_FILE]
-        key = _read_file(path, f"{contract.LOCK_KEY_FILE}={path}", 1024 * 1024).rstrip(b"\r\n")
-        return _nonempty_key(key, f"{contract.LOCK_KEY_FILE}={path}")
+        return read_key_file(path, f"{contract.LOCK_KEY_FILE}={path}")
     return None
+
+
+def read_key_file(path: str, where: str) -> bytes:
+    """The key in the file ``path`` (trailing newlines dropped); ``where`` names the
+    setting that gave the path in messages (``--sign-key-file F``, ``HPM_LOCK_KEY_FILE=F``)."""
+    key = _read_file(path, where, 1024 * 1024).rstrip(b"\r\n")
+    return _nonempty_key(key, where)
 
 
 def _nonempty_key(key: bytes, where: str) -> bytes:
     if not key:
         raise UsageError(
-            f"{where} is set but the key is empty",
-            "provide the key, or unset the variable to accept unsigned locks",
+            f"{where}: the key is empty",
+            "provide the key, or leave it unset to accept unsigned locks",
         )
     return key
 

@@ -295,7 +295,9 @@ def fast_ephemeral(argv: Sequence[str], environ: Mapping[str, str]) -> int | Non
             log.warning(warning)
         log.debug(f"reusing ephemeral environment {os.path.basename(directory)} (nothing changed)")
     try:
-        exec_uv(run_argv(uv, directory, record["uv_args"], cmd), fd, environ)
+        from hpm_boot.handover import with_mode
+
+        exec_uv(run_argv(uv, directory, record["uv_args"], cmd), fd, with_mode(environ, record.get("mode")))
     except HpmError as exc:
         from hpm_boot.log import Log
 

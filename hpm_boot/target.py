@@ -43,7 +43,12 @@ class Environment:
 
     @classmethod
     def of_venv(cls, path: str) -> Environment | None:
-        """An existing virtual environment at ``path``, or None when there is none yet."""
+        """An existing virtual environment at ``path``, or None when there is none yet.
+
+        Its paths are absolute (``HPM_VENV=.venv`` too): programs hpm runs from another
+        working directory (``hpm smoke``'s checks run from ``/``) and the exec'd app's
+        ``PATH`` and ``VIRTUAL_ENV`` must not depend on where hpm was started."""
+        path = os.path.abspath(path)
         lib = os.path.join(path, "lib")
         python = os.path.join(path, "bin", "python")
         try:

@@ -18,7 +18,14 @@ write code that the application imports.
 from __future__ import annotations
 
 from hpm_boot import contract, fastargs
-from hpm_boot.handover import choose_command, entrypoints_of, hand_over, quote_argv, split_command
+from hpm_boot.handover import (
+    choose_command,
+    entrypoints_of,
+    hand_over,
+    quote_argv,
+    split_command,
+    with_mode,
+)
 from hpm_boot.target import applicable, missing, same_python, state_path, target_environment
 
 TYPE_CHECKING = False
@@ -29,7 +36,7 @@ if TYPE_CHECKING:
     from hpm_boot.target import Environment
 
 STAMP_NAME = ".hpm-boot-stamp"
-STAMP_VERSION = 1
+STAMP_VERSION = 2
 
 
 def lock_input(environ: Mapping[str, str], lock_file: str | None = None) -> str | bytes | None:
@@ -84,6 +91,7 @@ def write_stamp(target: Environment, raw: str | bytes, lock: Mapping[str, Any]) 
         "v": STAMP_VERSION,
         "input": raw,
         "python_version": str(lock.get("target", {}).get("python_version", "")),
+        "mode": str(lock.get("mode", "")),
         "pins": [{k: v for k, v in pin.items() if k in ("name", "version", "url", "editable")}
                  for pin in lock.get("pins", [])],
         "packages": [{"name": p["name"], "manager": p.get("manager", "uv"),
@@ -186,7 +194,7 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
         elif log.level >= 2:
             log.info(f"{len(lock['pins'])} packages already installed "
                      f"({log.elapsed() * 1000:.1f} ms); exec {quote_argv(argv)}")
-        hand_over(argv, target, environ, log)
+        hand_over(argv, target, with_mode(environ, lock.get("mode")), log)
     except Exception as exc:
         from hpm_boot.errors import HpmError  # imported only when something was raised
 

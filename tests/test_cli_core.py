@@ -117,6 +117,20 @@ def test_plan_table_and_why(capsys) -> None:
     )
 
 
+def test_why_shows_manifest_paths_as_plan_does(monkeypatch, capsys) -> None:
+    """Below the working directory both show relative paths; elsewhere absolute."""
+    monkeypatch.chdir(EXAMPLES.parent.parent)
+    rc, out, _ = run(capsys, "why", "-r", str(EXAMPLES), "--group", "rag", "-p", "vector-db=qdrant-adapter",
+                     "reranker")
+    assert rc == 0 and out.splitlines()[1].endswith("[examples/registry/reranker-bge.yaml]"), out
+    rc, out, _ = run(capsys, "plan", "-r", str(EXAMPLES), "--group", "rag", "-p", "vector-db=qdrant-adapter")
+    assert rc == 0 and "local examples/packages/reranker-bge" in out, out
+    monkeypatch.chdir("/")
+    rc, out, _ = run(capsys, "why", "-r", str(EXAMPLES), "--group", "rag", "-p", "vector-db=qdrant-adapter",
+                     "reranker")
+    assert rc == 0 and out.splitlines()[1].endswith(f"[{EXAMPLES}/reranker-bge.yaml]"), out
+
+
 def test_plan_json_is_byte_identical_across_processes(tmp_path: Path) -> None:
     argv = ("plan", "--json", "-r", str(EXAMPLES), "--group", "rag,vision", "--mode", "dev")
     first, second = hpm(*argv), hpm(*argv, cwd=tmp_path)
@@ -228,3 +242,18 @@ def test_the_datasette_example_validates_and_plans(capsys) -> None:
         None, "datasette-json-html", "datasette-pretty-json", "datasette-cluster-map"]
     assert [c["requirement"] for c in plan["constraints"]] == ["setuptools<81"]
     assert plan["providers"][0]["candidates"] == ["map-cluster", "map-geojson"]
+
+
+def test_a_bad_command_line_is_an_error_like_any_other(tmp_path: Path) -> None:
+    """One `hpm: error:` line and the usage after it; as a JSON record with
+    HPM_LOG_FORMAT=json; the termination log holds the line (a bad ENTRYPOINT in a pod)."""
+    bad = hpm("lock", "--format", "nope")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("hpm: error: argument --format: invalid choice: 'nope'")
+    assert bad.stderr.splitlines()[1].startswith("usage: hpm lock")
+    tlog = tmp_path / "termination-log"
+    bad = hpm("plan", "--bogus", env={"HPM_LOG_FORMAT": "json", "HPM_TERMINATION_LOG": str(tlog)})
+    (record,) = [json.loads(line) for line in bad.stderr.splitlines()]
+    assert bad.returncode == 2 and record["exit_code"] == 2, bad.stderr
+    assert record["msg"] == "unrecognized arguments: --bogus" and record["details"].startswith("usage: hpm")
+    assert tlog.read_text() == "hpm: unrecognized arguments: --bogus\n"

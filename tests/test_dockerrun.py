@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,13 +131,55 @@ def test_dry_run_and_signing(fake_engine, registry, wheelhouse, tmp_path):
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["docker", "run", "--engine", "podman"], 2, "no image"),
     (["docker", "pull"], 2, "expected `hpm docker run"),
+    (["docker", "run", "--mode", "bogus", "--image", "x"], 2, "hpm docker run: argument --mode: invalid"),
     (["docker", "run", "--image", "x", "--engine", "docker"], 69, "no container engine"),
 ])
 def test_usage_errors(fake_engine, args, code, message):
     env = {**fake_engine, "PATH": str(Path(fake_engine["PATH"].split(os.pathsep)[0]))}
     proc = hpm(env, *args)
     assert proc.returncode == code, proc.stderr
-    assert message in proc.stderr.splitlines()[0]
+    assert proc.stderr.startswith("hpm: error: ") and message in proc.stderr.splitlines()[0], proc.stderr
+    assert sum(line.startswith("hpm: error:") for line in proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", [["run", "--help"], ["run", "--image", "x", "-h"]])
+def test_help_after_run_is_hpms_help(fake_engine, where):
+    proc = hpm(fake_engine, "docker", *where)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: hpm docker run") and "--image IMAGE" in proc.stdout
+    assert not Path(fake_engine["FAKE_RECORD"]).exists()  # the engine was not run
+
+
+NO_DAEMON = """#!/bin/sh
+echo 'docker: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. \
+Is the docker daemon running?' >&2
+echo "Run 'docker run --help' for more information" >&2
+exit 125
+"""
+
+
+def test_engine_without_daemon_names_the_cause_first(registry, tmp_path):
+    """A docker client with no daemon: the cause is hpm's one line, not the "Run 'docker
+    run --help'" that follows it. The real client when there is one (pointed at a socket
+    that does not exist), else a script printing what it prints."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    if not shutil.which("docker"):
+        bin_dir = tmp_path / "nodaemon"
+        bin_dir.mkdir()
+        (bin_dir / "docker").write_text(NO_DAEMON)
+        (bin_dir / "docker").chmod(0o755)
+        env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    proc = hpm(env, "-r", str(registry), "docker", "run", "--engine", "docker", "--with", "hpmtest-app",
+               "--image", "myapp")
+    assert proc.returncode == 69, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("hpm: error: asking myapp for its Python: docker: Cannot connect to the Docker "
+                            "daemon"), proc.stderr
+
+
+def test_engine_cause():
+    assert dockerrun.engine_cause("Error: short-name resolution\n") == "Error: short-name resolution"
+    assert dockerrun.engine_cause("") == ""
 
 
 def test_split_words():

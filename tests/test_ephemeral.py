@@ -99,6 +99,18 @@ def test_entrypoint_runs_in_the_environment(project: Path, wheelhouse: Path) -> 
         assert out.stdout.strip() == "show 0.1.0"
 
 
+def test_the_mode_reaches_the_command_as_run_mode(project: Path, wheelhouse: Path) -> None:
+    """`--mode dev` is told to the command (RUN_MODE=dev) on the slow and the fast path."""
+    show = ("python", "-c", "import os; print(os.environ['RUN_MODE'])")
+    env = {**os.environ, "RUN_MODE": "prod"}
+    for path in ("slow", "fast"):
+        out = hpm(project, "run", "--ephemeral", "--mode", "dev", *idx(wheelhouse), "--", *show, env=env)
+        assert (out.returncode, out.stdout) == (0, "dev\n"), (path, out.stderr)
+    out = hpm(project, "shell", "--mode", "dev", *idx(wheelhouse), input='echo "mode=$RUN_MODE"\n',
+              env={**env, "SHELL": "/bin/sh"})
+    assert out.returncode == 0 and "mode=dev" in out.stdout, out.stderr
+
+
 def test_moved_tag_gets_a_new_environment(project: Path, wheelhouse: Path, git_plugin: GitRepo) -> None:
     assert hpm(project, "run", "--ephemeral", *idx(wheelhouse), "--", "python", "-c", PY).returncode == 0
     (old,) = envs(project)

@@ -188,6 +188,12 @@ def test_cli_format_k8s(tmp_path: Path, wheelhouse: Path, capsys: pytest.Capture
     assert cli.main([*base, "--format", "k8s", "--name", "vlm-bench", "--image", "r.example/app:2",
                      "-o", "k8s.yaml"], env) == 0
     assert (tmp_path / "k8s.yaml").read_text() == out
+    # no image: a usage error before any work, never a placeholder image in the Deployment
+    capsys.readouterr()
+    assert cli.main([*base, "--format", "k8s"], {**env, "HPM_UV": "/nonexistent"}) == 2
+    assert capsys.readouterr().err.startswith("hpm: error: --format k8s needs the image the Deployment runs")
+    assert cli.main([*base, "--format", "k8s"], {**env, "HPM_IMAGE": "r.example/app:3"}) == 0
+    assert container(split(capsys.readouterr().out)[1])["image"] == "r.example/app:3"
     # a bad name is refused before any work
     capsys.readouterr()
     assert cli.main([*base, "--format", "k8s", "--name", "Bad_Name"], {**env, "HPM_UV": "/nonexistent"}) == 2

@@ -387,7 +387,11 @@ def test_sign_key_file_missing_or_empty(
     base = ["lock", "-r", registry, "--with", "hpmtest-app", *wh_args, "--format", "b64"]
     fails(hpm(*base, "--sign-key-file", tmp_path / "nope.key"), 66, "no such file")
     (tmp_path / "empty.key").write_text("\n")
-    fails(hpm(*base, "--sign-key-file", tmp_path / "empty.key"), 2, "empty")
+    empty = hpm(*base, "--sign-key-file", tmp_path / "empty.key")
+    # the message names the option that was given, not a variable that was never set
+    fails(empty, 2, f"--sign-key-file {tmp_path / 'empty.key'}: the key is empty")
+    assert "HPM_LOCK_KEY" not in empty.err, empty
+    fails(hpm(*base, "--sign-key-file", ""), 2, "--sign-key-file is empty")
 
 
 # --------------------------------------------------------------------------- 4. size guard

@@ -6,6 +6,7 @@ in-process); the merge semantics and hostile YAML are also checked on the functi
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,47 @@ def test_schema_error_and_field_errors_of_one_file_all_reported(tmp_path: Path, 
     assert f"{tmp_path}/e.yaml:1: name: invalid package name" in err
     assert f"{tmp_path}/e.yaml:2: version: invalid PEP 440 version" in err
     assert f"{tmp_path}/e.yaml:4: requires.a: invalid PEP 440 specifier" in err
+
+
+def test_every_schema_error_of_one_file_is_reported(tmp_path: Path, capsys) -> None:
+    """A type error does not hide the file's other problems (docs/manifest.md: validate
+    reports every problem of every file in one run)."""
+    write(
+        tmp_path,
+        {
+            "e.yaml": """
+        name: e
+        version: 1.0.0
+        colour: red
+        sources:
+          prod: {type: git, url: "https://example.invalid/e", ref: [a]}
+        groups: [g, {x: 1}]
+        install_args: {manager: npm}
+        """
+        },
+    )
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path))
+    assert rc == 65
+    assert f"{tmp_path}/e.yaml:3: colour: unknown field" in err
+    assert f"{tmp_path}/e.yaml:5: sources.prod.ref: expected a string, got a list" in err
+    assert f"{tmp_path}/e.yaml:6: groups" in err
+    assert f"{tmp_path}/e.yaml:7: install_args.manager: invalid value" in err
+    assert "4 problem(s)" in err.splitlines()[0], err
+    # as every error: one JSON record with the problems as details, the line in the termination log
+    tlog = tmp_path / "termination-log"
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path),
+                     env={"HPM_LOG_FORMAT": "json", "HPM_TERMINATION_LOG": str(tlog)})
+    (record,) = [json.loads(line) for line in err.splitlines()]
+    assert rc == 65 and record["exit_code"] == 65 and record["details"].count("e.yaml:") == 4, record
+    assert tlog.read_text() == f"hpm: 4 problem(s) in {tmp_path}, listed below as file:line: field: problem\n"
+
+
+def test_a_required_field_of_the_wrong_type_is_reported_once(tmp_path: Path, capsys) -> None:
+    write(tmp_path, {"e.yaml": 'name: e\nversion: [1]\ncolour: red\nsources:\n  prod: {type: pypi}\n'})
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path))
+    assert rc == 65
+    assert f"{tmp_path}/e.yaml:2: version: expected a string" in err, err
+    assert "required field is missing" not in err, err
 
 
 @pytest.mark.parametrize(

@@ -156,6 +156,12 @@ def test_self_check_from_an_installed_hpm(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["hpm"]["archive"] is None and "wheel" not in report["msgspec"]
     assert report["msgspec"]["import"]["ok"] is True
+    # an editable install names the commit of its checkout, as `hpm --version` does
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    assert head and report["hpm"]["commit"].removesuffix("-dirty") == head, report["hpm"]
+    version = run(sys.executable, "-m", "hpm_boot", "--version", env=clean_env(tmp_path), cwd=ROOT)
+    assert f"(commit {report['hpm']['commit']})" in version.stdout
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import pytest
 
 from hpm_boot.compose import registry
 from hpm_boot.errors import NotFoundError
+from tests.support.factory import git, make_git_repo
 from tests.support.registry_cli import pkg, plan_json, run, write
 
 # ---------------------------------------------------------------- directories
@@ -282,3 +283,28 @@ def test_registry_load_raises_not_found_for_a_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(NotFoundError):
         registry.load([tmp_path / "file"], "prod")
+
+
+def test_relative_git_url_is_relative_to_the_manifest(tmp_path: Path, capsys, monkeypatch) -> None:
+    """``url: ../remotes/x.git`` names a repository beside the registry, wherever hpm runs;
+    `hpm dev checkout` clones it (a real repository)."""
+    repo = make_git_repo(tmp_path / "remotes" / "plug.git", "plug", tags=["v0.1.0"])
+    write(tmp_path / "registry", {
+        "plug.yaml": "name: plug\nversion: 0.1.0\nsources:\n"
+                     "  prod: {type: git, url: ../remotes/plug.git, ref: v0.1.0}\n"
+                     "  dev: {type: local, path: ../checkouts/plug}\n",
+    })
+    monkeypatch.chdir(tmp_path / "remotes")  # not where the registry is
+    # validate warns about a local repository that is not there (and passes)
+    write(tmp_path / "gone", {"gone.yaml": "name: gone\nversion: 1.0.0\nsources:\n"
+                                           "  prod: {type: git, url: ../nowhere.git, ref: v1}\n"})
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path / "gone"))
+    assert rc == 0 and f"gone: no git repository at {tmp_path}/nowhere.git" in err, err
+    rc, _, err = run(capsys, "validate", "-r", str(tmp_path / "registry"))
+    assert rc == 0 and "no git repository" not in err, err
+    plan = plan_json(capsys, "-r", str(tmp_path / "registry"), "--with", "plug")
+    assert plan["packages"][0]["source"] == {"type": "git", "url": repo.url, "ref": "v0.1.0"}
+    rc, out, err = run(capsys, "dev", "-r", str(tmp_path / "registry"), "checkout", "plug")
+    assert rc == 0 and "checked out" in out, err
+    assert (tmp_path / "checkouts" / "plug" / "pyproject.toml").is_file()
+    assert git(tmp_path / "checkouts" / "plug", "rev-parse", "HEAD") == repo.tags["v0.1.0"]

@@ -284,16 +284,37 @@ def test_signal_during_install_is_forwarded_and_leaves_no_orphan(
     installer = int(pidfile.read_text())
     sleeper = int(childfile.read_text())
     assert os.getpgid(installer) == installer  # its own process group
-    started = time.monotonic()
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=30)
+    # The bound only has to prove that hpm ends at all while its installer would sleep for
+    # 300 s; a busy 2-core machine may take seconds. How promptly it ends is a figure of
+    # bench/signal_stop.py, not an assertion here.
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert time.monotonic() - started < 5
     assert f"stopped by signal {signal.Signals(signum).name} while installing" in err
     time.sleep(0.2)
     assert _group_alive(installer) == []  # the whole group is gone: no orphan installer
     assert not Path(f"/proc/{sleeper}").exists() or _group_alive(installer) == []
     assert "installed" not in err.replace("not installed", "")
+
+
+def test_signal_as_the_installer_starts_is_not_lost(world: World) -> None:
+    """The installer signals hpm the moment it starts (before hpm could have done anything
+    after starting it): hpm's handlers are already in place, so it stops the installer
+    and exits 143, never dying of the signal itself. (hpm used to install them just after
+    the start; the race showed once in a loaded full run. This start makes the early
+    signal likely, not certain: the old order passed it too, most of the time.)"""
+    world.standard_registry()
+    lock = world.lock("hpmtest-app")
+    pidfile = world.tmp / "uv.pid"
+    early = world.tmp / "early-uv"
+    early.write_text(f'#!/bin/sh\ncase "$1" in venv) exec {world.uv} "$@";; esac\n'
+                     f"echo $$ > {pidfile}\nkill -TERM $PPID\nsleep 300 &\nexec sleep 301\n")
+    early.chmod(0o755)
+    proc = world.hpm("run", "--lock", lock, "--", "true", timeout=60,
+                     env={"HPM_UV": str(early), "HPM_VENV": str(world.tmp / "v")})
+    assert proc.returncode == 143, proc.stderr
+    assert "stopped by signal SIGTERM while installing" in proc.stderr
+    assert _group_alive(int(pidfile.read_text())) == []
 
 
 # ---------------------------------------------------------------- output
@@ -332,6 +353,10 @@ def test_log_lines_levels_and_json(world: World) -> None:
         record["level"] == "error" and record["exit_code"] == 66 and "hpmtest-app:serve" in record["details"]
     )
     assert tlog.read_text() == "hpm: no entrypoint 'nope' in the plan\n"
+    # a named termination log that does not exist yet is created (as a shell's `>` would)
+    fresh = world.tmp / "fresh-termination-log"
+    proc = world.hpm(*run_nope, env={"HPM_VENV": str(world.tmp / "c"), "HPM_TERMINATION_LOG": str(fresh)})
+    assert proc.returncode == 66 and fresh.read_text() == "hpm: no entrypoint 'nope' in the plan\n"
     # an unwritable termination log is skipped silently
     proc = world.hpm(
         *run_nope, env={"HPM_VENV": str(world.tmp / "c"), "HPM_TERMINATION_LOG": "/nonexistent/dir/log"}
@@ -367,3 +392,21 @@ entrypoints:
     assert proc.stdout == "2\n"  # the edit, live, with no reinstall
     assert not marker.exists()  # and no installer process: no compile, no install
     assert "pins of this plan remembered" in proc.stderr and "already installed" in proc.stderr
+
+
+def test_the_mode_reaches_the_application_as_run_mode(world: World) -> None:
+    """`hpm run --mode dev` tells the app (RUN_MODE=dev), whatever RUN_MODE said; a lock
+    run sets the lock's mode, on the cold start and on the warm one (the stamp)."""
+    world.editable_package(value=1, extra='entrypoints:\n  mode: "python -c \'import os; '
+                           'print(os.environ[\\"RUN_MODE\\"])\'"\n')
+    reg = ("-r", str(world.registry), "--with", "hpmtest-edit", *world.index())
+    env = {"HPM_VENV": str(world.tmp / "m"), "RUN_MODE": "prod"}
+    proc = world.hpm("run", *reg, "--mode", "dev", "--entrypoint", "mode", env=env)
+    assert (proc.returncode, proc.stdout) == (0, "dev\n"), proc.stderr
+    proc = world.hpm("run", *reg, "--entrypoint", "mode", env={"HPM_VENV": str(world.tmp / "n")})
+    assert (proc.returncode, proc.stdout) == (0, "prod\n"), proc.stderr  # no RUN_MODE: prod, said so
+    lock = world.lock("hpmtest-edit", out="dev.lock.json", extra=("--mode", "dev"))
+    for start in ("cold", "warm"):
+        proc = world.hpm("run", "--lock", lock, *world.index(), "--entrypoint", "mode",
+                         env={"HPM_VENV": str(world.tmp / "l"), "RUN_MODE": "prod"})
+        assert (proc.returncode, proc.stdout) == (0, "dev\n"), (start, proc.stderr)

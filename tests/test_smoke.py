@@ -5,6 +5,7 @@ The container side (the same command inside a built image) is in tests/container
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -171,3 +172,13 @@ def test_top_level_modules_sources(tmp_path):
     assert smoke.top_level_modules(str(dist), "x") == ["x", "y", "z"]
     (dist / "top_level.txt").write_text("x\n_x\n")
     assert smoke.top_level_modules(str(dist), "x") == ["x"]
+
+
+def test_relative_hpm_venv(capsys, smoke_registry, smoke_wheelhouse, tmp_path, monkeypatch):
+    """HPM_VENV=relative/path: the import checks run from / and still find the venv's python."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["smoke", "--registry", str(smoke_registry), "--with", "hpmtest-app", "--no-index",
+                 "--find-links", str(smoke_wheelhouse)], {**os.environ, "HPM_VENV": "rel/venv"})
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "smoke: 2 passed, 0 failed" in out

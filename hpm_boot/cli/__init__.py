@@ -12,38 +12,49 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from hpm_boot import __version__
 from hpm_boot.commands import COMMANDS
 from hpm_boot.commands._options import Environ, add_selection
-from hpm_boot.errors import HpmError
+from hpm_boot.errors import HpmError, UsageError
 
 EPILOG = """\
-environment:
+environment (docs/running.md, "Environment variables", says more):
   HPM_REGISTRY   registry directories, separated by ':' (default ./registry)
-  RUN_MODE       dev or prod (default prod); --mode wins
+  RUN_MODE       dev or prod (default prod); --mode wins; the app is told the mode
   HPM_WITH, HPM_GROUPS, HPM_PROVIDERS
                  comma-separated selections; the flags win when given
   HPM_LOCK_FILE, HPM_LOCK_B64
                  a lock to install and run instead of resolving the registry
+  HPM_LOCK_KEY, HPM_LOCK_KEY_FILE
+                 the signing key: sign locks, require signatures
+  HPM_VENV       the target virtual environment
+  HPM_UV, HPM_CONDA
+                 the installers' binaries (default: found on PATH)
+  HPM_CACHE      where hpm.pyz unpacks itself;  HPM_EPHEMERAL_DIR  ephemeral environments
+  HPM_READY_FILE touched just before the exec
   HPM_LOG        quiet | info | debug;  HPM_LOG_FORMAT=json for log pipelines
+  HPM_TERMINATION_LOG
+                 where the one-line cause of a failure goes (default /dev/termination-log)
+  HPM_IMAGE, HPM_ENGINE
+                 hpm docker run: the image and the engine (HPM_IMAGE: also lock --format k8s)
 
-exit codes: 0 ok, 1 stale lock (lock --check) or failed smoke test, 2 usage,
-  65 invalid data, 66 missing, 69 no installer, 73 cannot write, 74 installer failed,
+exit codes: 0 ok, 1 stale lock (lock --check), failed smoke test or dirty checkout
+  (dev pin), 2 usage, 65 invalid data, 66 missing, 69 no installer or container engine,
+  73 cannot write, 74 installer failed,
   77 signature, 78 resolution, 126 command not executable, 127 no command,
   128+N stopped by signal N while installing
 """
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with the contract's error shape: one ``hpm: error:`` line first."""
+    """argparse, with the contract's error shape: a bad command line is a ``UsageError``,
+    reported by ``main`` as every error is (one line, the usage as its details, the JSON
+    log and the termination log alike)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"hpm: error: {message}\n")
-        self.print_usage(sys.stderr)
-        sys.exit(2)
+        raise UsageError(message, self.format_usage().rstrip())
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
@@ -72,23 +83,6 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _source_commit() -> str | None:
-    """The git commit of the checkout hpm runs from (an editable install), if any."""
-    import subprocess
-
-    here = Path(__file__).resolve().parent.parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "hpm_boot"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0 or not (here / ".git").exists():
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty else "")
-
-
 def command_of(argv: Sequence[str]) -> str | None:
     """The command word of ``argv``: the first argument that is not a global option."""
     args = iter(argv)
@@ -112,16 +106,18 @@ def main(argv: Sequence[str], environ: Environ | None = None) -> int:
         args = parser.parse_args(argv)
         if tail:
             args.cmd = [*args.cmd, *tail]
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+    except SystemExit as exc:  # argparse: --help, --version of a sub-parser
         return int(exc.code or 0)
+    except UsageError as exc:
+        from hpm_boot.log import Log
+
+        return Log(environ).error(exc)
     if args.version:
         from hpm_boot._pyz import build_info
+        from hpm_boot.commands._output import hpm_commit
 
         info = build_info()
-        commit = info.get("commit", "unknown")
-        if commit == "unknown":
-            commit = _source_commit() or commit
-        print(f"hpm {info.get('version', __version__)} (commit {commit})")
+        print(f"hpm {info.get('version', __version__)} (commit {hpm_commit(info)})")
         return 0
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -31,6 +31,30 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return text
 
 
+def source_commit() -> str | None:
+    """The git commit of the checkout hpm runs from (an editable install), if any."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent.parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "hpm_boot"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0 or not (here / ".git").exists():
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def hpm_commit(build: dict[str, object]) -> str:
+    """The commit hpm was built from: the pyz's build record, else the checkout of an
+    editable install, else ``unknown`` (a wheel install records none)."""
+    commit = str(build.get("commit", "unknown"))
+    return (source_commit() or commit) if commit == "unknown" else commit
+
+
 def describe_source(source: object) -> str:
     from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, UrlSource
 

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from hpm_boot import contract
 from hpm_boot.commands._options import (
@@ -133,12 +133,24 @@ def _engine_output(argv: list[str], what: str) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InstallerMissingError(f"{what}: {shlex.join(argv)} failed: {exc}") from None
     if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+        last = engine_cause(out.stderr) or f"exit {out.returncode}"
         if "no such image" in out.stderr.lower() or "image not known" in out.stderr.lower() \
                 or "unable to find" in out.stderr.lower():
             raise NotFoundError(f"{what}: {last}", f"$ {shlex.join(argv)}\n{out.stderr.strip()}")
         raise InstallerMissingError(f"{what}: {last}", f"$ {shlex.join(argv)}\n{out.stderr.strip()}")
     return out.stdout
+
+
+def engine_cause(stderr: str) -> str:
+    """The line of an engine's error output that names the cause.
+
+    docker's client prints the cause first and ``Run 'docker run --help' for more
+    information`` after it (also when no daemon is running); podman prints ``Error: ...``.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    causes = [line for line in lines if not (line.startswith("Run '") and "--help" in line)]
+    errors = [line for line in causes if "error" in line.lower() or "cannot connect" in line.lower()]
+    return (errors or causes or lines or [""])[0]
 
 
 def image_target(engine: str, image: str) -> tuple[str, str | None]:
@@ -224,19 +236,46 @@ def make_payload(args: argparse.Namespace, environ: Mapping[str, str], engine: s
     return text
 
 
+class _WordsParser(argparse.ArgumentParser):
+    """The options after ``run``: a bad one is hpm's one-line usage error (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"hpm docker run: {message}", "hpm docker run --help lists the options")
+
+
+def wants_help(words: Sequence[str]) -> bool:
+    """``hpm docker run ... --help`` (before ``--``): hpm's help, not the engine's."""
+    before = list(words)[: list(words).index("--")] if "--" in words else list(words)
+    return any(w in ("-h", "--help") for w in before)
+
+
+def print_help() -> None:
+    p = argparse.ArgumentParser(
+        prog="hpm docker run", add_help=False,
+        usage="hpm docker run [HPM OPTIONS] --image IMAGE [ENGINE ARGS...] [-- CMD...]",
+        description="Lock the selection for the image's Python and run the image with the lock "
+        "in HPM_LOCK_B64 (docs/containers.md).",
+        epilog="Every other argument before -- goes to the engine's `run` unchanged (short options "
+        "always do: -p, -v, -e, -it).")
+    add_selection(p)
+    own_options(p)
+    add_installer_options(p)
+    p.print_help()
+
+
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from hpm_boot.log import Log
 
+    if wants_help(args.words):
+        print_help()
+        return 0
     hpm_words, engine_args, cmd = split_words(args.words)
     if hpm_words:  # hpm options given after `run`: parse them onto the same namespace
-        p = argparse.ArgumentParser(prog="hpm docker run", add_help=False, allow_abbrev=False)
+        p = _WordsParser(prog="hpm docker run", add_help=False, allow_abbrev=False)
         add_selection(p)
         own_options(p)
         add_installer_options(p)
-        try:
-            p.parse_args(hpm_words, namespace=args)
-        except SystemExit as exc:
-            return int(exc.code or 2)
+        p.parse_args(hpm_words, namespace=args)
     log = Log(environ)
     image = args.image or environ.get(contract.IMAGE)
     if not image:

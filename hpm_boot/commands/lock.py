@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "exit 0 up to date, 1 out of date (as `uv lock --check`), 66 no lock")
     p.add_argument("--name", default="hpm-app",
                    help="k8s: name of the Deployment and its labels; the Secret is NAME-lock")
-    p.add_argument("--image", default="registry.example.com/app:latest", help="k8s: the image to run")
+    p.add_argument("--image", metavar="IMAGE",
+                   help="k8s: the image the Deployment runs (default: HPM_IMAGE; required, there is no "
+                   "sensible default)")
     add_installer_options(p)
 
 
@@ -59,6 +61,10 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
         from hpm_boot.compose import k8s
 
         k8s.check_name(args.name)
+        args.image = args.image or environ.get(contract.IMAGE)
+        if not args.image:
+            raise UsageError("--format k8s needs the image the Deployment runs: give --image IMAGE "
+                             f"(or set {contract.IMAGE})", "e.g. --image registry.example.com/myapp:1.0")
         k8s.check_image(args.image)
     target = lockmod.default_target(args.python_version, args.python_platform)
     plan = load_plan(args, environ, log)
@@ -106,8 +112,10 @@ def _signing_key(args: argparse.Namespace, environ: Environ) -> bytes | None:
     """--sign-key-file, else HPM_LOCK_KEY / HPM_LOCK_KEY_FILE, else None (unsigned)."""
     from hpm_boot import payload
 
-    if args.sign_key_file:
-        return payload.read_key({contract.LOCK_KEY_FILE: args.sign_key_file})
+    if args.sign_key_file == "":
+        raise UsageError("--sign-key-file is empty: give it a file path")
+    if args.sign_key_file is not None:
+        return payload.read_key_file(args.sign_key_file, f"--sign-key-file {args.sign_key_file}")
     return payload.read_key(environ)
 
 

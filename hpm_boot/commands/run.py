@@ -36,7 +36,7 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     if raw is not None and not any(k in environ for k in contract.KEY_VARS) and args.python is None:
         warmstart.write_stamp(target, raw, data)  # the next start takes the warm path at once
     log.info(f"exec {handover.quote_argv(argv)} ({log.elapsed():.2f} s)")
-    handover.hand_over(argv, target, environ, log)
+    handover.hand_over(argv, target, handover.with_mode(environ, data.get("mode")), log)
 
 
 def run_ephemeral(args: argparse.Namespace, environ: Environ) -> int:
@@ -44,6 +44,7 @@ def run_ephemeral(args: argparse.Namespace, environ: Environ) -> int:
     from hpm_boot import reuse
     from hpm_boot.commands._options import installer_options, registry_dirs, selection_of
     from hpm_boot.compose import ephemeral
+    from hpm_boot.handover import with_mode
     from hpm_boot.log import Log
 
     log = Log(environ)
@@ -58,4 +59,5 @@ def run_ephemeral(args: argparse.Namespace, environ: Environ) -> int:
     cmd = [*(record["entry"] or []), *args.cmd]
     log.info(f"ephemeral environment {os.path.basename(directory)}: exec {' '.join(cmd)} "
              f"({log.elapsed():.2f} s)")
-    reuse.exec_uv(reuse.run_argv(record["uv"], directory, record["uv_args"], cmd), fd, environ)
+    reuse.exec_uv(reuse.run_argv(record["uv"], directory, record["uv_args"], cmd), fd,
+                  with_mode(environ, record.get("mode")))

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpm_boot import _pyz, contract
+from hpm_boot.commands._output import hpm_commit
 from hpm_boot.errors import HpmError
 
 #: Variables whose presence (never value) is reported.
@@ -57,7 +58,7 @@ def collect(environ: Mapping[str, str]) -> dict[str, Any]:
     info = _pyz.self_check_info()
     build = info.pop("build")
     report: dict[str, Any] = {
-        "hpm": {"version": build.get("version"), "commit": build.get("commit", "unknown"),
+        "hpm": {"version": build.get("version"), "commit": hpm_commit(build),
                 "archive": info.pop("archive"), "lib": info.pop("lib"), "bytecode": _bytecode_state()},
         "interpreter": {
             "version": info.pop("python"),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from hpm_boot.commands._options import Environ, registry_dirs
+from hpm_boot.errors import DataError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,15 +19,11 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     log = Log(environ)
     dirs = registry_dirs(args, environ)
     problems, warnings = registry.validate(dirs)
-    if problems:
-        print(f"hpm: error: {len(problems)} problem(s) in {', '.join(map(str, dirs))}, listed below "
-              "as file:line: field: problem", file=sys.stderr)
-        for problem in problems:
-            print(problem, file=sys.stderr)
     for warning in warnings:
         log.warning(warning)
-    if problems:
-        return 65
+    if problems:  # one error (JSON logs, the termination log), every problem in its details
+        raise DataError(f"{len(problems)} problem(s) in {', '.join(map(str, dirs))}, listed below "
+                        "as file:line: field: problem", "\n".join(map(str, problems)))
     reg = registry.load(dirs, "prod")
     print(f"ok: {len(reg.entries)} packages, {len(reg.virtuals())} virtuals, "
           f"{len(reg.groups())} groups in {', '.join(map(str, dirs))}")

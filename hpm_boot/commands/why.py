@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from hpm_boot.commands._options import Environ, load_plan
+from hpm_boot.commands._output import display_path
 from hpm_boot.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     from hpm_boot.compose import resolve
 
     plan = load_plan(args, environ)
-    lines = resolve.why_chain(plan, args.name)
+    lines = resolve.why_chain(plan, args.name, display_path)
     shaped = _registry_lines(plan, canonicalize_name(args.name))
     if not lines and shaped:  # a third-party distribution the registry constrains
         print(f"{canonicalize_name(args.name)} is no package of the registry; hpm-registry.yaml "

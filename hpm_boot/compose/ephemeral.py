@@ -277,7 +277,8 @@ def prepare(command: str, opts: Mapping[str, Any], dirs: Sequence[Path], selecti
         packages = [{"name": p.name, "entrypoints": p.entrypoints} for p in plan.packages]
         entry_argv = choose_command({"packages": packages}, entrypoint, [])
     record = {"dir": directory, "uv": uv, "python": python, "uv_args": uv_args, "locals": locals_,
-              "watch": watch, "kinds": kinds, "entry": entry_argv, "warnings": list(plan.warnings)}
+              "watch": watch, "kinds": kinds, "entry": entry_argv, "warnings": list(plan.warnings),
+              "mode": plan.mode}
     if not remote_git:
         reuse.remember(command, opts, environ, record)
     return directory, fd, record

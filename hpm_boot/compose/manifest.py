@@ -237,10 +237,73 @@ def convert(data: Any, positions: Positions, file: Path, kind: type[_Struct]) ->
             [Problem(file, "", f"expected a mapping at the top level, got {yamlpos.type_name(data)}")]
         )
     data = yamlpos.unwrap_numbers(data, _STRING_PATHS)
-    try:
-        return msgspec.convert(data, kind, strict=True)
-    except msgspec.ValidationError as exc:
-        raise ProblemError([_problem_from_msgspec(exc, positions, file)]) from None
+    problems: list[Problem] = []
+    removed: dict[FieldPath, Any] = {}  # field taken out -> a stand-in of its expected type
+    # msgspec stops at the first error: take the faulty field out and convert again, so
+    # that one run reports every problem of the file (docs/manifest.md, `hpm validate`)
+    for _ in range(_MAX_PROBLEMS_PER_FILE):
+        try:
+            result = msgspec.convert(data, kind, strict=True)
+        except msgspec.ValidationError as exc:
+            path = _field_path(exc)
+            if path in removed:  # a required field we took out: put a stand-in there
+                if removed[path] is None:
+                    break
+                data = _with(data, path, removed.pop(path))
+                removed[path] = None
+                continue
+            problems.append(_problem_from_msgspec(exc, positions, file))
+            if not path:
+                break
+            data = _with(data, path, _REMOVE)
+            removed[path] = _stand_in(str(exc))
+            continue
+        if not problems:
+            return result
+        break
+    raise ProblemError(problems)
+
+
+_MAX_PROBLEMS_PER_FILE = 100
+
+
+def _field_path(exc: msgspec.ValidationError) -> FieldPath:
+    """The field an error is about (for a list item, the list: its other items shift)."""
+    m = _MSGSPEC_ERROR.match(str(exc))
+    assert m is not None
+    path = _parse_msgspec_path(m.group("path") or "$")
+    named = re.match(r"Object (?:contains unknown|missing required) field `(.+)`", m.group("msg"))
+    if named:
+        path = (*path, named.group(1))
+    while path and isinstance(path[-1], int):
+        path = path[:-1]
+    return path
+
+
+_REMOVE = object()
+_STAND_INS: dict[str, Any] = {"str": "0", "int": 0, "float": 0.0, "bool": False, "object": {}, "array": []}
+
+
+def _stand_in(message: str) -> Any:
+    """A value of the type an error expected (``Expected `str`, got ...``), or None."""
+    m = re.search(r"Expected `([a-z]+)", message)
+    value = _STAND_INS.get(m.group(1)) if m else None
+    return type(value)() if isinstance(value, (dict, list)) else value
+
+
+def _with(data: Any, path: FieldPath, value: Any) -> Any:
+    """A copy of ``data`` with the field at ``path`` set to ``value`` (``_REMOVE``: taken
+    out); ``data`` itself is not changed."""
+    if not isinstance(data, dict) or (len(path) > 1 and path[0] not in data):
+        return data
+    out = dict(data)
+    if len(path) > 1:
+        out[path[0]] = _with(out[path[0]], path[1:], value)
+    elif value is _REMOVE:
+        out.pop(path[0], None)
+    else:
+        out[path[0]] = value
+    return out
 
 
 class ProblemError(Exception):

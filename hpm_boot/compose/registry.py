@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from packaging.utils import canonicalize_name
 
 from hpm_boot.compose import yamlpos
 from hpm_boot.compose.manifest import (
     MODES,
+    GitSource,
     LocalSource,
     Manifest,
     Mode,
@@ -179,7 +181,26 @@ def _read_entry(base: Path, overlays: dict[str, Path], mode: Mode) -> Entry:
     problems = list(check_manifest(manifest, positions, base))
     if problems:
         raise ProblemError(problems)
-    return Entry(manifest, base, tuple(used), positions)
+    return Entry(_with_git_paths(manifest, base), base, tuple(used), positions)
+
+
+def _with_git_paths(manifest: Manifest, file: Path) -> Manifest:
+    """A git ``url`` that is a relative path (``./x``, ``../x``) names a repository
+    relative to the manifest file, as a local ``path`` does; it becomes a ``file://`` URL,
+    which git, uv and the lock understand wherever hpm runs."""
+
+    def absolute(source: Source | None) -> Source | None:
+        if isinstance(source, GitSource) and source.url.startswith(("./", "../")):
+            url = Path(os.path.abspath(file.parent / source.url)).as_uri()
+            return msgspec.structs.replace(source, url=url)
+        return source
+
+    sources = manifest.sources
+    prod, dev = absolute(sources.prod), absolute(sources.dev)
+    if prod is sources.prod and dev is sources.dev:
+        return manifest
+    assert prod is not None
+    return msgspec.structs.replace(manifest, sources=msgspec.structs.replace(sources, prod=prod, dev=dev))
 
 
 def _read_config(files: Sequence[Path]) -> tuple[RegistryConfig, Positions, list[Problem]]:
@@ -381,7 +402,25 @@ def validate(dirs: Sequence[Path]) -> tuple[list[Problem], list[str]]:
             seen.setdefault(str(problem), problem)
         if mode == "dev":
             warnings.extend(_missing_checkouts(registry.entries.values()))
+        else:
+            warnings.extend(_missing_local_repositories(registry.entries.values()))
     return list(seen.values()), warnings
+
+
+def _missing_local_repositories(entries: Iterable[Entry]) -> list[str]:
+    """Git sources on this machine (``file://``, relative urls) whose directory is missing:
+    locking, running and ``hpm dev checkout`` would exit 66 on them."""
+    from urllib.parse import unquote, urlparse
+
+    out = []
+    for entry in entries:
+        source = entry.manifest.sources.prod
+        if isinstance(source, GitSource) and source.url.startswith("file://"):
+            path = unquote(urlparse(source.url).path)
+            if not os.path.isdir(path):
+                out.append(f"{entry.where('sources', 'prod', 'url')}: {entry.name}: no git repository at "
+                           f"{path}; lock, run and dev checkout of {entry.name} exit 66 until it exists")
+    return out
 
 
 def _missing_checkouts(entries: Iterable[Entry]) -> list[str]:

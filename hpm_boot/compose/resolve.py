@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -304,8 +304,8 @@ def _chain(state: _State, reason: Reason) -> str:
     return "; ".join(parts)
 
 
-def why_chain(plan: Plan, name: str) -> list[str]:
-    """Lines from ``name`` back to what was asked for."""
+def why_chain(plan: Plan, name: str, show_path: Callable[[str], str] = str) -> list[str]:
+    """Lines from ``name`` back to what was asked for; ``show_path`` shows a manifest's path."""
     key = canonicalize_name(name)
     provider = next((p for p in plan.providers if p.virtual == key), None)
     lines: list[str] = []
@@ -322,7 +322,7 @@ def why_chain(plan: Plan, name: str) -> list[str]:
         pkg = plan.package(current)
         if pkg is None:
             break
-        lines.append(f"{pkg.name} {pkg.version}: {pkg.reason.detail}  [{pkg.manifest}]")
+        lines.append(f"{pkg.name} {pkg.version}: {pkg.reason.detail}  [{show_path(pkg.manifest)}]")
         current = pkg.reason.parent
     return lines
 

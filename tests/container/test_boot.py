@@ -7,11 +7,12 @@ numbers in the test names are the scenarios of the containers issue.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
 
-from tests.container.conftest import DEVPLUG_MODULE, ENGINE_NAME
+from tests.container.conftest import DEVPLUG_MODULE, ENGINE_NAME, ROOT, hpm_host
 
 pytestmark = pytest.mark.container
 
@@ -201,3 +202,21 @@ def test_ready_file_on_cold_and_warm_start(engine, images, make_lock, run_contai
     again = engine("start", "-a", name)
     assert "already installed" in again.stderr
     assert again.stdout.strip() == "READY", again.stderr
+
+
+def test_the_bundled_example_as_docs_containers_md_runs_it(images, run_container, tmp_path):
+    """docs/containers.md, "Inject": the image's default CMD is the bundled example's app;
+    the example's local sources are mounted where the lock names them."""
+    examples = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", examples, ignore=shutil.ignore_patterns("remotes", "checkouts"))
+    for p in [examples, *examples.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    lock = hpm_host("-r", str(examples / "registry"), "lock", "-g", "rag", "-p", "vector-db=qdrant-adapter",
+                    "--format", "b64", "--python-version", images.python_version).stdout.strip()
+    run = run_container(images.root, env={"HPM_LOCK_B64": lock}, args=["-v", f"{examples}:{examples}:ro"])
+    assert run.proc.stdout.splitlines() == [
+        "app-core 1.2.0 (RUN_MODE=prod)",
+        "  reranker: BGE reranker (reranker-bge 0.1.0)",
+        "  vector-db: Qdrant vector database (qdrant-adapter 0.3.0)",
+    ], run.proc.stdout + run.log
+    assert "exec python3 -m app_core" in run.log
