@@ -18,7 +18,14 @@ write code that the application imports.
 from __future__ import annotations
 
 from hpm_boot import contract, fastargs
-from hpm_boot.handover import choose_command, entrypoints_of, hand_over, quote_argv, split_command
+from hpm_boot.handover import (
+    choose_command,
+    entrypoints_of,
+    hand_over,
+    quote_argv,
+    requested_entrypoint,
+    split_command,
+)
 from hpm_boot.target import applicable, missing, same_python, state_path, target_environment
 
 TYPE_CHECKING = False
@@ -160,7 +167,8 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
         else:
             version = lock["python_version"]
         if exec_after:  # an unknown entrypoint is 66 before anything is installed
-            argv = choose_command(lock, opts["entrypoint"], cmd, None if fresh else lock.get("split"))
+            entrypoint, origin = requested_entrypoint(opts["entrypoint"], environ)
+            argv = choose_command(lock, entrypoint, cmd, None if fresh else lock.get("split"), origin)
         if target is None or not same_python(version, target) or missing(lock, target):
             if not fresh:  # the stamp holds no hashes: install from the lock itself
                 return None

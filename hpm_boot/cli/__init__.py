@@ -28,6 +28,8 @@ environment:
                  comma-separated selections; the flags win when given
   HPM_LOCK_FILE, HPM_LOCK_B64
                  a lock to install and run instead of resolving the registry
+  HPM_ENTRYPOINT the manifest entrypoint `hpm run` execs (NAME or PKG:NAME); the
+                 command after -- becomes its arguments; --entrypoint wins
   HPM_LOG        quiet | info | debug;  HPM_LOG_FORMAT=json for log pipelines
 
 exit codes: 0 ok, 1 stale lock (lock --check) or failed smoke test, 2 usage,
