@@ -90,3 +90,19 @@ def test_startup_probe_waits_for_the_ready_file_long_enough():
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 300  # a cold JIT install
     assert ready.startswith("/tmp/")  # writable: /tmp is an emptyDir
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_the_deployment_names_a_manifest_entrypoint_without_a_command_override():
+    """HPM_ENTRYPOINT instead of `command:`; it names an entrypoint of the locked plan, and
+    hpm turns it (with `args:` as its arguments) into the command it will exec."""
+    from hpm_boot.handover import choose_command, requested_entrypoint
+
+    kinds = by_kind()
+    c = container(kinds["Deployment"])
+    assert "command" not in c
+    env = {k: e["value"] for k, e in env_of(c).items() if "value" in e}
+    lock = payload.decode(kinds["Secret"]["stringData"]["HPM_LOCK_B64"])
+    entrypoint, origin = requested_entrypoint(None, env)
+    assert (entrypoint, origin) == ("app-core:serve", "HPM_ENTRYPOINT")
+    argv = choose_command(lock, entrypoint, c.get("args", []), None, origin)
+    assert argv == ["python", "-m", "app_core", "serve", "--port", "8000"]
