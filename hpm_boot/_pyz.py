@@ -94,19 +94,55 @@ def _in_cache(sub: str, name: str, ready: Callable[[str, str], bool],
               make: Callable[[str], None]) -> tuple[str | None, list[str]]:
     """``<place>/<sub>/<name>``: the first that is ``ready(place, path)`` in any cache place
     (even a read-only one, e.g. made at image build time), else made once by ``make`` in
-    the first usable place (see ``_once``). (None, why each place is unusable) when none is."""
+    the first usable place (see ``_once``). (None, why each place is unusable) when none is.
+    The path returned is held (``hold``) until this process exits or execs."""
     places = cache_places()
-    for place in places:
-        path = os.path.join(place, sub, name)
-        if ready(place, path):
-            return path, []
-    problems = []
-    for place in places:
-        problem = _problem(place, sub, probe=True)
-        if problem is None:
-            return _once(os.path.join(place, sub, name), make), []
-        problems.append(f"{place}: {problem}")
-    return None, problems
+    for _ in range(5):  # `hpm gc` removed it between our look and our lock: look again
+        for place in places:
+            path = os.path.join(place, sub, name)
+            if ready(place, path) and hold(path):
+                return path, []
+        problems = []
+        for place in places:
+            problem = _problem(place, sub, probe=True)
+            if problem is None:
+                final = _once(os.path.join(place, sub, name), make)
+                if hold(final):
+                    return final, []
+                break
+            problems.append(f"{place}: {problem}")
+        else:
+            return None, problems
+    return None, [f"{sub}/{name} was removed again and again while hpm started (hpm gc in a loop?)"]
+
+
+def hold(final: str) -> bool:
+    """A shared ``flock`` on ``final.lock``, kept for the life of this process (the file
+    descriptor is never closed; O_CLOEXEC drops it at exec): ``hpm gc`` takes that lock
+    exclusively before it removes ``final``, so what a running hpm uses stays. False when
+    ``final`` went before the lock was ours (the caller looks again). Where no lock can
+    be had (a read-only place without lock file, no ``fcntl``), nobody can remove it either."""
+    lock = f"{final}.lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return os.path.exists(final)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while an extraction or a removal holds it
+        same = os.fstat(fd).st_ino == os.stat(lock).st_ino  # gc unlinks the lock file it removed under
+    except ImportError:
+        same = True
+    except OSError:
+        same = False
+    if same and os.path.exists(final):
+        return True
+    os.close(fd)
+    return False
 
 
 def _write(file: str | int, data: bytes) -> None:
@@ -318,6 +354,14 @@ def _wheels() -> dict[str, dict[str, Any]]:
 
 def _key(wheel: dict[str, Any]) -> str:
     return "-".join([*wheel["file"].split("-")[:2], wheel["sha256"][:24]])
+
+
+def own_cache_names() -> set[str]:
+    """What this build unpacks into a cache place, as ``<sub>/<name>`` (``hpm gc`` keeps
+    these): its lib zip and the directory of every wheel it carries. Empty outside a pyz."""
+    if PYZ is None:
+        return set()
+    return {f"lib/lib-{_loader.lib_key}.zip", *(f"wheels/{_key(w)}" for w in _wheels().values())}
 
 
 def extracted_dir(wheel: dict[str, Any]) -> str:
