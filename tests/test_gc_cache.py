@@ -75,22 +75,22 @@ def test_gc_removes_other_builds_and_keeps_its_own(pyz: Path, other_pyz: Path, t
     assert f"would remove {cache}/lib/{other_lib}  " in dry.stdout, dry.stdout
     assert f"would remove {old}  293.0 KiB" in dry.stdout, dry.stdout
     assert f"kept     {cache}/lib/{own_lib}" in dry.stdout and "(this hpm)" in dry.stdout
-    assert "would remove 2 of 4 cache entries" in dry.stdout, dry.stdout  # the shared msgspec is kept
+    assert "would remove 2 of 5 cache entries" in dry.stdout, dry.stdout  # shared msgspec, PyYAML kept
     assert listing(cache) == before
     # for real: the other build's lib zip and the old wheel go, with their lock files
     done = hpm(pyz, "gc", "--cache-only", env=env)
     assert done.returncode == 0, done.stderr
-    assert "removed 2 of 4 cache entries" in done.stdout, done.stdout
+    assert "removed 2 of 5 cache entries" in done.stdout, done.stdout
     after = listing(cache)
     assert after["lib"] == sorted([own_lib, f"{own_lib}.lock"])
     assert not old.exists() and f"{old.name}.lock" not in after["wheels"]
-    assert len([n for n in after["wheels"] if not n.endswith(".lock")]) == 1  # this build's msgspec
+    assert len([n for n in after["wheels"] if not n.endswith(".lock")]) == 2  # this build's msgspec, PyYAML
     # the other build still runs: it unpacks itself again
     assert hpm(other_pyz, "validate", "-r", str(REGISTRY), env=env).returncode == 0
     # plain `hpm gc` does both: the ephemeral environments' report and the cache's
     both = hpm(pyz, "gc", "--dry-run", env=env)
     assert "no ephemeral environments in" in both.stdout
-    assert "would remove 1 of 3 cache entries" in both.stdout
+    assert "would remove 1 of 4 cache entries" in both.stdout
 
 
 HOLDER = """\
