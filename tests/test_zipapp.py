@@ -467,3 +467,19 @@ def test_the_pyz_carries_the_right_macos_wheels(pyz: Path, py: str, version: tup
         assert yaml is not None and yaml.startswith(f"pyyaml-6.0.4-{py}-{py}-") and yaml_plat in yaml
     # and never a Linux wheel for a Mac
     assert not [n for n in (msgspec, yaml) if n and "linux" in n]
+
+
+def test_without_a_pyyaml_wheel_the_pure_python_yaml_serves(wheels_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pyz with no PyYAML wheel for this interpreter (built here without any) imports the
+    vendored pure-Python yaml from its lib, and parses manifests all the same."""
+    monkeypatch.setattr(build_zipapp, "COMPILED", ("msgspec",))
+    pure = tmp_path / "pure.pyz"
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    build_zipapp.build(pure, wheels_dir, pythons=[here], offline=True)
+    out = run_probe(sys.executable, pure, cache_env(tmp_path), tmp_path)
+    tag = sys.implementation.cache_tag
+    assert out["yaml"] == f"{out['lib']}/_pyc/{tag}/yaml/__init__.pyc" and out["libyaml"] is False
+    done = subprocess.run([sys.executable, str(pure), "validate", "-r", str(ROOT / "examples" / "registry")],
+                          capture_output=True, text=True, env=cache_env(tmp_path))
+    assert done.returncode == 0 and "ok: 6 packages" in done.stdout, done.stderr
