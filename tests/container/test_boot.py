@@ -97,7 +97,7 @@ def test_5_non_root_read_only_venv_on_a_volume(engine, images, make_lock, run_co
     run = run_container(images.nonroot, "python3", "-m", "hpmtest_probe", "ro", env=env, args=args)
     probe = run.probe
     assert probe["uid"] == 10001 and probe["pid"] == 1
-    assert probe["exe"] == "/venv/bin/python3" and probe["virtual_env"] == "/venv"
+    assert probe["exe"] == "/venv/bin/python" and probe["virtual_env"] == "/venv"  # argv[0]: the target
     assert probe["file"].startswith("/venv/lib/python3"), probe["file"]
     assert "created virtual environment /venv" in run.log
     # a new container on the same volume: warm, no installer
