@@ -174,7 +174,11 @@ def report(times: dict[str, list[float]], n: int, s: dict[str, object], reps: in
         "",
         f"Target: a fresh container with a warm shared uv cache within 1.5x the baked image: "
         f"{med['shared'] / med['baked']:.2f}x, {'met' if med['shared'] / med['baked'] <= 1.5 else 'MISSED'} "
-        f"(shared {med['shared']:.3f} s against baked {med['baked']:.3f} s, in the same rounds).",
+        f"(shared {med['shared']:.3f} s against baked {med['baked']:.3f} s, in the same rounds). "
+        "What a warm shared cache does not save is uv itself: `uv pip install` of the closure from "
+        "its cache (resolve the pinned set, check the hashes, copy into site-packages, since the cache "
+        "volume is another filesystem) and, with the image's `UV_COMPILE_BYTECODE=1`, compiling the "
+        "bytecode (the `no .pyc` row). hpm's own part is the same as in the baked row.",
         "",
         f"Cold/baked = {med['cold'] / med['baked']:.2f}x: the just-in-time install of {n} packages costs "
         f"{(med['cold'] - med['baked']) * 1000:.0f} ms per fresh container. Warm/baked = "
