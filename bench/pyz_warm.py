@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the interpreter that runs hpm.pyz (default: this one, so that the installed "
                         "hpm of this venv can be compared)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--wheels", type=Path, default=ROOT / "build" / "wheels")
+    wheels = Path(os.environ.get("HPM_WHEELS") or ROOT / "build" / "wheels")
+    parser.add_argument("--wheels", type=Path, default=wheels)
     parser.add_argument("--no-tools", action="store_true", help="skip shiv and pex (no PyPI)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
     args = parser.parse_args(argv)
