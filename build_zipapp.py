@@ -239,9 +239,10 @@ def fetch_wheels(
             for job in jobs:
                 job.result()
     found: dict[str, list[Path]] = {}
-    for dist, py, plat in wanted:
+    for dist, py, plat in wanted[:-2]:  # the compiled wheels, one per Python and platform
         found.setdefault(dist, []).append(find_wheel(wheels, dist, py, plat))  # type: ignore[arg-type]
     found["pyyaml-pure"] = [find_wheel(wheels, "pyyaml", *YAML_WHEEL)]  # type: ignore[list-item]
+    found["packaging"] = [find_wheel(wheels, "packaging", None, None)]  # type: ignore[list-item]
     return found
 
 
