@@ -241,6 +241,8 @@ def test_init_container_installs_into_the_shared_venv_and_the_app_runs_warm() ->
     assert init["terminationMessagePolicy"] == app["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert "# hpm-install: installs the lock into /venv" in text
     assert "&id" not in text and "*id" not in text  # plain YAML, no anchors
+    assert "`args:` (the command" not in text  # the entrypoint is set
+    assert "`args:` (the command" in k8s.manifests(payload.encode(a_lock()), "my-app", "img:1")
     assert "kubectl logs POD -c\n" in text or "kubectl logs POD -c" in text
     # without --init-container: the shape of before
     _, plain = split(k8s.manifests(payload.encode(a_lock()), "my-app", "img:1"))
