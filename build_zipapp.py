@@ -5,9 +5,10 @@ Layout (docs/pyz.md has the why of each part), in file order::
     #!/usr/bin/env python3
     the lib zip              a complete zip of everything but the start path: BUILD_INFO,
                              hpm_boot's other modules, _pyc/<cache tag>/**.pyc,
-                             _vendor/yaml, _vendor/packaging, _wheels/<file.whl>/<n>
-                             (msgspec wheels in parts of at most 48 KiB); hpm_boot._pyz
-                             unpacks it into the cache on the CLI path
+                             _vendor/yaml, _vendor/packaging; hpm_boot._pyz unpacks it
+                             into the cache on the CLI path
+    compiled wheels          raw regions: msgspec and PyYAML, one per Python and platform,
+                             and their index (LAYOUT["wheels"])
     start-path regions       raw bytes: the modules directly in hpm_boot/ (start_path_tiers),
                              two tiers, marshalled per cache tag (and as source), each
                              checked with a SipHash
@@ -56,13 +57,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PINS = {"msgspec": "0.22.0", "PyYAML": "6.0.4", "packaging": "26.4"}
 PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
-#: --platform name -> the platform tag asked of pip (pip also accepts older ones)
+#: --platform name -> the platform tag asked of pip (pip also accepts older ones: for macOS
+#: x86_64 every 10.x down to 10.4)
 PLATFORMS = {
     "manylinux_x86_64": "manylinux_2_17_x86_64",
     "manylinux_aarch64": "manylinux_2_17_aarch64",
     "musllinux_x86_64": "musllinux_1_2_x86_64",
     "musllinux_aarch64": "musllinux_1_2_aarch64",
+    "macosx_x86_64": "macosx_11_0_x86_64",
+    "macosx_arm64": "macosx_11_0_arm64",
 }
+#: the distributions carried as compiled wheels, one per Python and platform: msgspec
+#: (required), PyYAML (for its libyaml extension; the vendored pure-Python yaml/ is the
+#: fallback where no wheel fits)
+COMPILED = ("msgspec", "pyyaml")
 #: the one PyYAML wheel whose pure-Python yaml/ package is vendored
 YAML_WHEEL = ("3.12", "manylinux_x86_64")
 #: what gets compiled bytecode (archive paths): hpm itself and the vendored packages
@@ -217,7 +225,7 @@ def fetch_wheels(
     wheels: Path, pythons: list[str], platforms: list[str], offline: bool = False
 ) -> dict[str, list[Path]]:
     """Find (downloading what is missing, unless ``offline``) every wheel the pyz needs."""
-    wanted = [("msgspec", py, plat) for py in pythons for plat in platforms]
+    wanted = [(dist, py, plat) for dist in COMPILED for py in pythons for plat in platforms]
     wanted += [("pyyaml", *YAML_WHEEL), ("packaging", None, None)]
     missing = [w for w in wanted if not find_wheel(wheels, *w)]
     if missing and offline:
@@ -231,8 +239,10 @@ def fetch_wheels(
             for job in jobs:
                 job.result()
     found: dict[str, list[Path]] = {}
-    for dist, py, plat in wanted:
+    for dist, py, plat in wanted[:-2]:  # the compiled wheels, one per Python and platform
         found.setdefault(dist, []).append(find_wheel(wheels, dist, py, plat))  # type: ignore[arg-type]
+    found["pyyaml-pure"] = [find_wheel(wheels, "pyyaml", *YAML_WHEEL)]  # type: ignore[list-item]
+    found["packaging"] = [find_wheel(wheels, "packaging", None, None)]  # type: ignore[list-item]
     return found
 
 
@@ -313,16 +323,13 @@ def collect(
     for path in sorted((ROOT / "hpm_boot").rglob("*.py")):
         if "__pycache__" not in path.parts:
             files[path.relative_to(ROOT).as_posix()] = path.read_bytes()
-    files.update(_vendor(wheels["pyyaml"][0], "yaml"))
+    files.update(_vendor(wheels["pyyaml-pure"][0], "yaml"))
     files.update(_vendor(wheels["packaging"][0], "packaging"))
-    index = []
-    for whl in sorted(set(wheels["msgspec"])):
+    index, wheel_data = [], {}
+    for whl in sorted({w for dist in COMPILED for w in wheels[dist]}):
         data = whl.read_bytes()
-        parts = _split(data)
-        for n, part in enumerate(parts):
-            files[f"_wheels/{whl.name}/{n}"] = part
-        index.append({"file": whl.name, "sha256": hashlib.sha256(data).hexdigest(),
-                      "size": len(data), "parts": len(parts)})  # fmt: skip
+        wheel_data[whl.name] = data  # raw regions of the pyz (write_pyz), not lib members
+        index.append({"file": whl.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
     sources = {n.removeprefix("_vendor/"): d for n, d in files.items()
                if n.endswith(".py") and n.startswith(BYTECODE_OF)}  # fmt: skip
     hot_names = {f"hpm_boot/{m}.py": (f"hpm_boot.{m}".removesuffix(".__init__"), m == "__init__", tier)
@@ -331,7 +338,7 @@ def collect(
     files.update(pyc)
     # ENTRY_PY compiled per interpreter, by magic number: for LAYOUT, not BUILD_INFO
     entries = {bytes.fromhex(c["magic"]): bytes.fromhex(c.pop("entry")) for c in compiled.values()}
-    start = {"_hpm_entry": entries}
+    start = {"_hpm_entry": entries, "_wheels": wheel_data}
     tiers = []
     for tier in range(len(HOT)):
         modules = {mod: (pkg, files.pop(n)) for n, (mod, pkg, t) in sorted(hot_names.items()) if t == tier}
@@ -533,7 +540,7 @@ class _Stream:
                 if self.tell() + 30 + len(name) + len(data) + 64 - self.last > RESCUE_GAP:
                     self.rescue()
                     zf.start_dir = self.tell()  # where zipfile writes the next member
-                keep = stored or name.startswith("_wheels/")
+                keep = stored
                 zf.writestr(_info(name, epoch, keep), data, compresslevel=None if keep else 9)
             # a rescue zip right before the directory: the last members' bytes then never
             # count against the 64 KiB that zipimport searches from the end
@@ -553,6 +560,7 @@ def write_pyz(
     epoch: int,
     comment: str = "hpm.pyz",
     entry: dict[bytes, bytes] | None = None,
+    wheels: dict[str, bytes] | None = None,
 ) -> bytes:
     """The archive's bytes: the lib zip (``files``); the start-path modules (``hot``: cache
     tag or ``source`` -> (magic number, tiers)) as raw regions; then the small zip that
@@ -560,6 +568,9 @@ def write_pyz(
     (marshalled: where the lib and each tier are, a region being (check, ((offset,
     length), ...)); ``checks``: cache tag -> (magic number, SipHash of the start .pyc);
     ``entry``: magic number -> ENTRY_PY compiled and marshalled by that interpreter).
+    ``wheels`` (file name -> bytes) are raw regions too, cut through their end records;
+    their index (file name -> region) is one more region, LAYOUT["wheels"], read only
+    when a wheel is unpacked: in no zip directory, whose 64 KiB window they would burst.
 
     The 64-byte archive comment means a file cut short by up to 64 bytes still runs.
     """
@@ -584,6 +595,9 @@ def write_pyz(
             layout["source"] = regions
         else:
             layout["hot"][tag] = (magic, regions)
+    wheel_index = {name: (zlib.crc32(data), out.put(data)) for name, data in sorted((wheels or {}).items())}
+    blob = marshal.dumps(wheel_index, 2)
+    layout["wheels"] = (zlib.crc32(blob), out.put(blob))
     layout["start"] = {tag: (bytes.fromhex(magic), check) for tag, (magic, check) in checks.items()}
     layout["entry"] = entry or {}
     entries = {**start, "__main__.py": MAIN_STUB.encode(), "_hpm_entry.py": entry_source(),
@@ -624,7 +638,8 @@ def build(
     comment = f"hpm {info['version']} {info['commit']}"
     checks = {c["tag"]: (c["magic"], bytes.fromhex(c["start"])) for c in info["bytecode"].values()}
     entry = start.pop("_hpm_entry")
-    data = write_pyz(files, start, checks, hot, info["source_date_epoch"], comment, entry)
+    wheel_data = start.pop("_wheels")
+    data = write_pyz(files, start, checks, hot, info["source_date_epoch"], comment, entry, wheel_data)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)
@@ -646,8 +661,10 @@ def _choices(values: list[str] | None, allowed: tuple[str, ...] | list[str], wha
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the single-file hpm.pyz.")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "dist" / "hpm.pyz")
-    parser.add_argument("--wheels", type=Path, default=ROOT / "build" / "wheels",
-                        help="directory of wheels to use; missing ones are downloaded into it")  # fmt: skip
+    default_wheels = Path(os.environ.get("HPM_WHEELS") or ROOT / "build" / "wheels")
+    parser.add_argument("--wheels", type=Path, default=default_wheels,
+                        help="directory of wheels to use (default: HPM_WHEELS, else build/wheels); missing "
+                        "ones are downloaded into it")  # fmt: skip
     parser.add_argument("--platform", action="append", metavar="P",
                         help=f"msgspec wheels to include: {', '.join(PLATFORMS)}, all")  # fmt: skip
     parser.add_argument("--python", action="append", metavar="X.Y",
@@ -676,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         f"built {args.output}: {info['size']:,} bytes ({info['size'] / 1e6:.2f} MB), "
-        f"{len(info['wheels'])} msgspec wheels, bytecode for {', '.join(info['bytecode']) or 'none'}, "
+        f"{len(info['wheels'])} compiled wheels (msgspec, PyYAML), "
+        f"bytecode for {', '.join(info['bytecode']) or 'none'}, "
         f"hpm {info['version']} {info['commit'][:12]}, "
         f"sha256 {info['sha256'][:16]}"
     )

@@ -6,7 +6,8 @@ venv with ``hpm.pyz install`` (``HPM_VENV``), then times, interleaved round by r
 
 * ``python -c pass`` (the bar) and the venv's ``python -c pass`` (the exec'd target alone);
 * ``python hpm.pyz run -- python -c pass`` (lock installed, digest unchanged: the hot path),
-  with the shipped bytecode and with a pyz built without it;
+  with the shipped bytecode and with a pyz built without it, and the same target named by
+  ``HPM_ENTRYPOINT`` (a manifest entrypoint ``serve: python -c pass``);
 * the installed hpm (``python -m hpm_boot run -- ...``);
 * a shiv-built and a pex-built launcher of PyYAML, packaging and msgspec whose entry point
   returns at once (shiv and pex come from PyPI into a throwaway venv, for this bench only).
@@ -42,6 +43,7 @@ from tests.support.factory import Pkg, hermetic_env, make_wheelhouse, uv_bin  # 
 HEADING = "## hpm.pyz warm start (bench/pyz_warm.py)"
 FLOOR = "a zipapp that only execs the target (the floor)"
 INSTALL_ROW = "python hpm.pyz install (installed: all of a warm run but the exec)"
+ENTRY_ROW = "HPM_ENTRYPOINT=serve python hpm.pyz run (serve: python -c pass)"
 PACKAGES = 50
 HELLO = Pkg("hpmbench-hello", "1.0.0", modules={"hpmbench_hello/__init__.py": "def main():\n    return 0\n"})
 
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the interpreter that runs hpm.pyz (default: this one, so that the installed "
                         "hpm of this venv can be compared)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--wheels", type=Path, default=ROOT / "build" / "wheels")
+    wheels = Path(os.environ.get("HPM_WHEELS") or ROOT / "build" / "wheels")
+    parser.add_argument("--wheels", type=Path, default=wheels)
     parser.add_argument("--no-tools", action="store_true", help="skip shiv and pex (no PyPI)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -157,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         names = [f"hpmbench-p{i:02d}" for i in range(PACKAGES)]
         for name in names:
             source = f"{{type: pypi, package: {name}, version: '==1.0.0'}}"
-            (reg / f"{name}.yaml").write_text(f"name: {name}\nversion: 1.0.0\nsources:\n  prod: {source}\n")
+            entry = "entrypoints: {serve: 'python -c pass'}\n" if name == names[0] else ""
+            text = f"name: {name}\nversion: 1.0.0\nsources:\n  prod: {source}\n{entry}"
+            (reg / f"{name}.yaml").write_text(text)
         (reg / "hpm-registry.yaml").write_text(f"defaults:\n  with: [{', '.join(names)}]\n")
         links = ["--find-links", str(wh), "--no-index"]
         lock = sh([sys.executable, "-m", "hpm_boot", "lock", "--format", "b64", "--python-version", version,
@@ -182,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             "same, pyz without bytecode": [python, str(plain), "run", "--", *target],
         }
         envs = dict.fromkeys(cmds, run_env)
+        cmds[ENTRY_ROW] = [python, str(pyz), "run"]  # the manifest's `serve`: python -c pass
+        envs[ENTRY_ROW] = {**run_env, "HPM_ENTRYPOINT": "serve"}
         installed = shutil.which("hpm", path=str(Path(sys.executable).parent))
         if installed and version == f"{sys.version_info[0]}.{sys.version_info[1]}":
             cmds["installed hpm run -- python -c pass"] = [installed, "run", "--", *target]

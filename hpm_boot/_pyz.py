@@ -4,12 +4,13 @@ The pyz's generated ``__main__.py`` serves hpm_boot's start-path modules (this o
 them) from a raw region of the file, through its ``HotModules`` loader, and calls
 ``hpm_boot.__main__.main``: the warm start (``warmstart``) and the reused ephemeral
 environment (``reuse``) need nothing else. Everything else (the other hpm_boot modules, pure
-Python PyYAML and packaging, the msgspec wheels, BUILD_INFO) is the "lib", a zip inside
-the pyz. Only when ``main`` falls through to the CLI does it call ``setup()``, which
+Python PyYAML and packaging, BUILD_INFO) is the "lib", a zip inside the pyz; the compiled
+wheels (msgspec, PyYAML) are raw regions beside it. Only when ``main`` falls through to the
+CLI does it call ``setup()``, which
 unpacks the lib once into the cache (a memory file when no cache place is writable) and
 puts it on ``sys.path``, and installs a ``sys.meta_path`` finder for msgspec.
 
-Only when ``msgspec`` is first imported does the finder pick the ``_wheels/`` entry that
+Only when ``msgspec`` (or ``yaml``) is first imported does the finder pick the wheel that
 matches this interpreter by its wheel tags, extract it once into the cache (keyed by the
 wheel's sha256) and import it from there. Both unpackings are atomic renames under an
 ``flock``, so racing processes are safe. Standard library only, and cheap at import.
@@ -94,19 +95,55 @@ def _in_cache(sub: str, name: str, ready: Callable[[str, str], bool],
               make: Callable[[str], None]) -> tuple[str | None, list[str]]:
     """``<place>/<sub>/<name>``: the first that is ``ready(place, path)`` in any cache place
     (even a read-only one, e.g. made at image build time), else made once by ``make`` in
-    the first usable place (see ``_once``). (None, why each place is unusable) when none is."""
+    the first usable place (see ``_once``). (None, why each place is unusable) when none is.
+    The path returned is held (``hold``) until this process exits or execs."""
     places = cache_places()
-    for place in places:
-        path = os.path.join(place, sub, name)
-        if ready(place, path):
-            return path, []
-    problems = []
-    for place in places:
-        problem = _problem(place, sub, probe=True)
-        if problem is None:
-            return _once(os.path.join(place, sub, name), make), []
-        problems.append(f"{place}: {problem}")
-    return None, problems
+    for _ in range(5):  # `hpm gc` removed it between our look and our lock: look again
+        for place in places:
+            path = os.path.join(place, sub, name)
+            if ready(place, path) and hold(path):
+                return path, []
+        problems = []
+        for place in places:
+            problem = _problem(place, sub, probe=True)
+            if problem is None:
+                final = _once(os.path.join(place, sub, name), make)
+                if hold(final):
+                    return final, []
+                break
+            problems.append(f"{place}: {problem}")
+        else:
+            return None, problems
+    return None, [f"{sub}/{name} was removed again and again while hpm started (hpm gc in a loop?)"]
+
+
+def hold(final: str) -> bool:
+    """A shared ``flock`` on ``final.lock``, kept for the life of this process (the file
+    descriptor is never closed; O_CLOEXEC drops it at exec): ``hpm gc`` takes that lock
+    exclusively before it removes ``final``, so what a running hpm uses stays. False when
+    ``final`` went before the lock was ours (the caller looks again). Where no lock can
+    be had (a read-only place without lock file, no ``fcntl``), nobody can remove it either."""
+    lock = f"{final}.lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return os.path.exists(final)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while an extraction or a removal holds it
+        same = os.fstat(fd).st_ino == os.stat(lock).st_ino  # gc unlinks the lock file it removed under
+    except ImportError:
+        same = True
+    except OSError:
+        same = False
+    if same and os.path.exists(final):
+        return True
+    os.close(fd)
+    return False
 
 
 def _write(file: str | int, data: bytes) -> None:
@@ -185,11 +222,37 @@ def _musl(arch: str) -> tuple[int, int] | None:
     return None
 
 
+def mac_platforms(version: tuple[int, int], arch: str) -> list[str]:
+    """The macOS platform tags of a Mac running ``version`` on ``arch`` (``arm64`` or
+    ``x86_64``), best first: packaging.tags.mac_platforms' rule (every older release down
+    to 11.0, and for x86_64 on to 10.4; the fat formats that contain ``arch``)."""
+    formats = {"arm64": ["arm64", "universal2"],
+               "x86_64": ["x86_64", "intel", "fat64", "fat32", "universal2", "universal"]}.get(arch, [arch])
+    tags = []
+    if version >= (11, 0):
+        tags += [f"macosx_{major}_0_{f}" for major in range(version[0], 10, -1) for f in formats]
+        if arch == "x86_64":
+            tags += [f"macosx_10_{minor}_{f}" for minor in range(16, 3, -1) for f in formats]
+        else:
+            tags += [f"macosx_10_{minor}_universal2" for minor in range(16, 3, -1)]
+    else:
+        tags += [f"macosx_10_{minor}_{f}" for minor in range(version[1], 3, -1) for f in formats]
+    return tags
+
+
 def platform_tags() -> list[str]:
-    """Platform tags this interpreter accepts, best first (manylinux/musllinux aware)."""
+    """Platform tags this interpreter accepts, best first (manylinux/musllinux and macOS aware)."""
     import sysconfig
 
     plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    if plat.startswith("macosx_"):
+        import platform
+
+        release = platform.mac_ver()[0] or "11.0"
+        major, minor = (int(x) for x in [*release.split("."), "0"][:2])
+        if (major, minor) == (10, 16):  # the compatibility answer of an old SDK: a Big Sur or later
+            major, minor = 11, 0
+        return mac_platforms((major, minor), platform.machine())
     if not plat.startswith("linux_"):
         return [plat]
     arch = plat[len("linux_") :]
@@ -213,11 +276,14 @@ def interpreter_tag() -> tuple[str, str]:
     return py, py + getattr(sys, "abiflags", "")
 
 
-def select_wheel(names: list[str], dist: str = "msgspec") -> str | None:
-    """The file name in ``names`` that best fits this interpreter, or None."""
-    py, abi = interpreter_tag()
-    plats = platform_tags()
-    stable = {f"cp3{m}" for m in range(2, sys.version_info[1] + 1)} if abi == py else set()
+def select_wheel(names: list[str], dist: str = "msgspec",
+                 tags: tuple[str, str, list[str]] | None = None) -> str | None:
+    """The file name in ``names`` that best fits this interpreter (or ``tags``: interpreter,
+    ABI and platform tags, best first, as ``interpreter_tag``/``platform_tags`` give them), or None."""
+    py, abi = tags[:2] if tags else interpreter_tag()
+    plats = tags[2] if tags else platform_tags()
+    minor = int(py[3:]) if py[3:].isdigit() else sys.version_info[1]
+    stable = {f"cp3{m}" for m in range(2, minor + 1)} if abi == py else set()
     best: tuple[int, str] | None = None
     for name in names:
         parts = name[: -len(".whl")].split("-")
@@ -320,6 +386,14 @@ def _key(wheel: dict[str, Any]) -> str:
     return "-".join([*wheel["file"].split("-")[:2], wheel["sha256"][:24]])
 
 
+def own_cache_names() -> set[str]:
+    """What this build unpacks into a cache place, as ``<sub>/<name>`` (``hpm gc`` keeps
+    these): its lib zip and the directory of every wheel it carries. Empty outside a pyz."""
+    if PYZ is None:
+        return set()
+    return {f"lib/lib-{_loader.lib_key}.zip", *(f"wheels/{_key(w)}" for w in _wheels().values())}
+
+
 def extracted_dir(wheel: dict[str, Any]) -> str:
     """Directory holding the extracted ``wheel``: found in a cache place, or made there."""
     path, problems = _in_cache("wheels", _key(wheel),
@@ -330,7 +404,8 @@ def extracted_dir(wheel: dict[str, Any]) -> str:
     from hpm_boot.errors import NotWritableError
 
     raise NotWritableError(
-        "no cache directory to unpack msgspec into; set HPM_CACHE to a writable, exec-allowed directory",
+        f"no cache directory to unpack {wheel['file'].split('-')[0]} into; set HPM_CACHE to a writable, "
+        "exec-allowed directory",
         "\n".join(problems),
     )
 
@@ -338,10 +413,15 @@ def extracted_dir(wheel: dict[str, Any]) -> str:
 def _unzip_wheel(wheel: dict[str, Any], directory: str) -> None:
     import hashlib
     import io
+    import marshal
     import zipfile
 
-    importer = _lib_importer()
-    data = b"".join(importer.get_data(f"_wheels/{wheel['file']}/{i}") for i in range(wheel["parts"]))
+    try:
+        data = _loader.read(marshal.loads(_loader.read(_loader.wheels))[wheel["file"]])
+    except (OSError, ValueError, EOFError, TypeError, KeyError) as exc:
+        from hpm_boot.errors import DataError
+
+        raise DataError(_DAMAGED.format(PYZ, f"{wheel['file']}: {exc}")) from None
     if hashlib.sha256(data).hexdigest() != wheel["sha256"]:
         from hpm_boot.errors import DataError
 
@@ -350,15 +430,26 @@ def _unzip_wheel(wheel: dict[str, Any], directory: str) -> None:
 
 
 class _WheelFinder:
-    """``sys.meta_path`` finder that serves msgspec from the pyz's ``_wheels/``."""
+    """``sys.meta_path`` finder that serves msgspec, and PyYAML with its libyaml extension,
+    carried as raw regions of the pyz. No PyYAML wheel for this interpreter (or no cache place
+    that can load a shared object): the vendored pure-Python ``yaml`` in the lib serves."""
+
+    def __init__(self) -> None:
+        self.pending = {"msgspec", "yaml"}
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "msgspec":
+        if fullname not in self.pending:
             return None
         from importlib.machinery import PathFinder
 
+        self.pending.discard(fullname)
+        if not self.pending:
+            sys.meta_path.remove(self)
         wheels = _wheels()
-        name = select_wheel(sorted(wheels))
+        dist = "pyyaml" if fullname == "yaml" else fullname
+        name = select_wheel(sorted(wheels), dist)
+        if name is None and fullname == "yaml":
+            return None  # the vendored pure-Python yaml
         if name is None:
             from hpm_boot.errors import NotFoundError
 
@@ -367,17 +458,24 @@ class _WheelFinder:
             raise NotFoundError(
                 f"this hpm.pyz has no msgspec wheel for {py}-{abi}-{plat}; build one with: "
                 + _BUILD_CMD.format(plat=_short_platform(plat), py=f"{py[2]}.{py[3:]}"),
-                "wheels in this pyz:\n  " + "\n  ".join(sorted(wheels)),
+                "wheels in this pyz:\n  " + "\n  ".join(sorted(w for w in wheels if w.startswith("msgspec"))),
             )
-        directory = extracted_dir(wheels[name])
-        sys.meta_path.remove(self)
+        if fullname == "yaml":
+            from hpm_boot.errors import HpmError
+
+            try:
+                directory = extracted_dir(wheels[name])
+            except HpmError:  # nowhere to unpack it: pure Python is slower, not wrong
+                return None
+        else:
+            directory = extracted_dir(wheels[name])
         sys.path.insert(0, directory)  # also makes its dist-info visible to importlib.metadata
         return PathFinder.find_spec(fullname, [directory])
 
 
 def _short_platform(tag: str) -> str:
     """``manylinux_2_36_x86_64`` -> ``manylinux_x86_64`` (the builder's --platform)."""
-    for kind in ("manylinux", "musllinux"):
+    for kind in ("manylinux", "musllinux", "macosx"):
         if tag.startswith(kind):
             return f"{kind}_{tag.split('_', 3)[-1]}"
     return tag

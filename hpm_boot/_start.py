@@ -47,6 +47,7 @@ class HotModules:
     def __init__(self, pyz: str, layout: dict, tiers: list, bytecode: bool) -> None:
         self.pyz, self.tiers, self.bytecode, self.modules = pyz, tiers, bytecode, {}
         self.lib, self.lib_key, self.lib_path = layout["lib"], layout["lib_key"], None
+        self.wheels = layout.get("wheels")  # the region of the compiled wheels' index
 
     def read(self, region: tuple) -> bytes:
         return read(self.pyz, region)

@@ -18,6 +18,8 @@ SCRUBBED = (LOCK_B64, LOCK_KEY, LOCK_KEY_FILE)
 # -- the target environment and the hand-over (docs/running.md)
 VENV = "HPM_VENV"
 READY_FILE = "HPM_READY_FILE"
+#: the manifest entrypoint ``hpm run`` execs, the command's words its arguments
+ENTRYPOINT = "HPM_ENTRYPOINT"
 UV = "HPM_UV"
 CONDA = "HPM_CONDA"
 CACHE = "HPM_CACHE"

@@ -1,6 +1,7 @@
 """The hand-over: which command a run execs, and the exec itself.
 
-``choose_command`` turns ``--entrypoint NAME`` or ``-- CMD`` into an argv;
+``choose_command`` turns ``--entrypoint NAME`` (or ``HPM_ENTRYPOINT``) and ``-- CMD``
+into an argv;
 ``hand_over`` touches ``HPM_READY_FILE`` and becomes that argv with ``os.execvpe``: no
 shell and no child, so the application is what the container engine signals. The
 error types are imported where they are raised: a warm start raises none.
@@ -29,15 +30,25 @@ def entrypoints_of(lock: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             for name, command in sorted(p.get("entrypoints", {}).items())]
 
 
+def requested_entrypoint(option: str | None, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """(the entrypoint a run asks for, who asked): ``--entrypoint`` wins over
+    ``HPM_ENTRYPOINT``; an empty ``HPM_ENTRYPOINT`` is no entrypoint."""
+    if option is not None:
+        return option, "--entrypoint"
+    return environ.get(contract.ENTRYPOINT) or None, contract.ENTRYPOINT
+
+
 def choose_command(lock: Mapping[str, Any], entrypoint: str | None, cmd: Sequence[str],
-                   split: Mapping[str, list[str]] | None = None) -> list[str]:
+                   split: Mapping[str, list[str]] | None = None, origin: str = "--entrypoint") -> list[str]:
     """The argv to exec: ``cmd`` as given, or a manifest entrypoint split with shlex
-    (``split`` holds commands already split, from the stamp), followed by ``cmd``."""
+    (``split`` holds commands already split, from the stamp), followed by ``cmd``.
+    ``origin`` (``--entrypoint`` or ``HPM_ENTRYPOINT``) is named in the errors."""
     if entrypoint is None:
         if not cmd:
             from hpm_boot.errors import UsageError
 
-            raise UsageError("nothing to run: give a command after -- or --entrypoint NAME")
+            raise UsageError("nothing to run: give a command after -- or --entrypoint NAME",
+                             f"or set {contract.ENTRYPOINT}=NAME (a manifest entrypoint)")
         return list(cmd)
     pkg, sep, name = entrypoint.rpartition(":")
     every = entrypoints_of(lock)
@@ -45,13 +56,15 @@ def choose_command(lock: Mapping[str, Any], entrypoint: str | None, cmd: Sequenc
     if len(found) != 1:
         from hpm_boot.errors import NotFoundError
 
+        how = f"{origin} " if origin.startswith("-") else f"{origin}="
+        said = "" if origin.startswith("-") else f" ({how}{entrypoint})"
         if not found:
             known = sorted(f"{p}:{n}" for p, n, _ in every)
-            raise NotFoundError(f"no entrypoint {entrypoint!r} in the plan",
+            raise NotFoundError(f"no entrypoint {entrypoint!r} in the plan{said}",
                                 "entrypoints: " + (", ".join(known) or "none defined"))
         choices = ", ".join(f"{p}:{name}" for p, _ in sorted(found))
-        raise NotFoundError(f"entrypoint {name!r} is defined by more than one package; "
-                            f"choose one of {choices}", f"e.g. --entrypoint {found[0][0]}:{name}")
+        raise NotFoundError(f"entrypoint {name!r}{said} is defined by more than one package; "
+                            f"choose one of {choices}", f"e.g. {how}{found[0][0]}:{name}")
     command = found[0][1]
     if split is not None and command in split:
         return [*split[command], *cmd]
@@ -124,14 +137,23 @@ def target_program(program: str, target: Environment) -> str:
     return target.python if program in ("python", "python3", f"python{target.python_version}") else program
 
 
+def target_argv(argv: Sequence[str], target: Environment) -> list[str]:
+    """``argv`` with a ``python`` word replaced by the target interpreter's path, as
+    argv[0] too: Python finds ``sys.executable``, its prefix and so its site-packages
+    from argv[0], and a bare ``python`` that is not on PATH (Debian, the base image)
+    leaves it with an empty ``sys.executable`` and the stdlib-only ``sys.path``."""
+    program = target_program(argv[0], target)
+    return [program, *argv[1:]] if program != argv[0] else list(argv)
+
+
 def exec_target(argv: Sequence[str], target: Environment, environ: Mapping[str, str]) -> NoReturn:
     """Become ``argv`` (``os.execvpe``) in ``target``: see ``child_environ``,
-    ``target_program`` and ``before_exec``."""
+    ``target_argv`` and ``before_exec``."""
     child = child_environ(target, environ)
-    program = target_program(argv[0], target)
+    argv_out = target_argv(argv, target)
     before_exec()
     try:
-        os.execvpe(program, list(argv), child)
+        os.execvpe(argv_out[0], argv_out, child)
     except FileNotFoundError:
         from hpm_boot.errors import CommandNotFoundError
 

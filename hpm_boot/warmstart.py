@@ -23,6 +23,7 @@ from hpm_boot.handover import (
     entrypoints_of,
     hand_over,
     quote_argv,
+    requested_entrypoint,
     split_command,
     with_mode,
 )
@@ -168,7 +169,8 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
         else:
             version = lock["python_version"]
         if exec_after:  # an unknown entrypoint is 66 before anything is installed
-            argv = choose_command(lock, opts["entrypoint"], cmd, None if fresh else lock.get("split"))
+            entrypoint, origin = requested_entrypoint(opts["entrypoint"], environ)
+            argv = choose_command(lock, entrypoint, cmd, None if fresh else lock.get("split"), origin)
         if target is None or not same_python(version, target) or missing(lock, target):
             if not fresh:  # the stamp holds no hashes: install from the lock itself
                 return None

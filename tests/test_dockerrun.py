@@ -200,3 +200,68 @@ def test_uv_platform():
     assert dockerrun.uv_platform("arm64", "glibc", "2.99") == "aarch64-manylinux_2_40"
     assert dockerrun.uv_platform("x86_64", "", "") == "x86_64-unknown-linux-musl"
     assert dockerrun.uv_platform("s390x", "glibc", "2.36") is None
+
+
+def inflate(lock_file: Path, pins: int = 2500) -> None:
+    """Make ``lock_file`` too large for HPM_LOCK_B64 (above 120 KiB as a payload) without
+    changing what it installs: pins with random hashes whose markers never apply."""
+    data = json.loads(lock_file.read_text())
+    data["pins"] += [{"name": f"hpmtest-filler{i:04d}", "version": "1.0", "markers": 'python_version < "3"',
+                      "hashes": [f"sha256:{os.urandom(32).hex()}"]} for i in range(pins)]
+    lock_file.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def big_lock(fake_engine, registry, wheelhouse, tmp_path) -> Path:
+    lock_file = tmp_path / "big.json"
+    assert hpm(fake_engine, "lock", "--registry", str(registry), "--with", "hpmtest-app", "--no-index",
+               "--find-links", str(wheelhouse), "-o", str(lock_file)).returncode == 0
+    inflate(lock_file)
+    assert len(payload.encode(json.loads(lock_file.read_text()))) > payload.MAX_BYTES
+    return lock_file
+
+
+def test_a_lock_above_the_env_limit_is_mounted_as_a_file_for_a_local_engine(fake_engine, big_lock, tmp_path):
+    env = {**fake_engine, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    proc = hpm(env, "docker", "run", "--engine", "podman", "--image", "img:1", "--lock", str(big_lock),
+               "--dry-run", "--rm")
+    assert proc.returncode == 0, proc.stderr
+    assert "-e HPM_LOCK_FILE=/etc/hpm/lock.hpm1 img:1" in proc.stdout and "HPM_LOCK_B64" not in proc.stdout
+    assert not (tmp_path / "xdg").exists()  # a dry run writes nothing
+    proc = hpm(env, "docker", "run", "--engine", "podman", "--image", "img:1", "--lock", str(big_lock),
+               "--rm", "--", "python3", "-m", "app")
+    assert proc.returncode == 0, proc.stderr
+    got = record(env)
+    assert got["b64"] is None  # not in the environment at all
+    args = got["args"]
+    mount = args[args.index("-v") + 1]
+    host, inside, mode = mount.split(":")
+    assert (inside, mode) == ("/etc/hpm/lock.hpm1", "ro")
+    assert args[args.index("-e") + 1] == "HPM_LOCK_FILE=/etc/hpm/lock.hpm1"
+    assert args[-4:] == ["img:1", "python3", "-m", "app"]
+    assert Path(host).is_relative_to(tmp_path / "xdg" / "hpm" / "docker-locks")
+    lock, _ = payload.load_file(host, None, host)
+    assert lock == json.loads(big_lock.read_text())  # the same lock, digest checked
+    assert "mounting" in proc.stderr and "HPM_LOCK_FILE" in proc.stderr
+
+
+@pytest.mark.parametrize(("engine", "variable", "value"), [
+    ("podman", "CONTAINER_HOST", "ssh://core@build-host:22/run/podman/podman.sock"),
+    ("podman", "CONTAINER_CONNECTION", "build-host"),
+    ("docker", "DOCKER_HOST", "tcp://build-host:2376"),
+])
+def test_a_lock_above_the_env_limit_is_refused_for_a_remote_engine(fake_engine, big_lock, tmp_path, engine,
+                                                                   variable, value):
+    bin_dir = Path(fake_engine["PATH"].split(os.pathsep)[0])
+    if engine == "docker":
+        (bin_dir / "docker").write_text((bin_dir / "podman").read_text())
+        (bin_dir / "docker").chmod(0o755)
+    env = {**fake_engine, variable: value, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    proc = hpm(env, "docker", "run", "--engine", engine, "--image", "img:1", "--lock", str(big_lock),
+               "--", "true")
+    assert proc.returncode == 65, proc.stderr
+    first = next(line for line in proc.stderr.splitlines() if line.startswith("hpm: error:"))
+    assert first.startswith("hpm: error: lock payload is "), first
+    assert f"the engine is remote ({variable}=" in first, first
+    assert "HPM_LOCK_FILE" in proc.stderr and "Traceback" not in proc.stderr
+    assert not Path(env["FAKE_RECORD"]).exists() and not (tmp_path / "xdg").exists()

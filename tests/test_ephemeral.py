@@ -143,7 +143,7 @@ def test_plan_change_while_in_use(project: Path, wheelhouse: Path) -> None:
         assert new.returncode == 0 and new.stdout.split()[0] == "0.2.0", new.stderr
         assert len(envs(project)) == 2
 
-        gc = hpm(project, "gc", "--keep", "0")
+        gc = hpm(project, "gc", "--keep", "0", "--no-cache")
         assert gc.returncode == 0, gc.stderr
         assert f"in use   {old}" in gc.stdout
         assert envs(project) == [old]  # the idle new one went; the running one stayed whole
@@ -155,7 +155,7 @@ def test_plan_change_while_in_use(project: Path, wheelhouse: Path) -> None:
         go.touch()
         if running.poll() is None:
             running.kill()
-    gc = hpm(project, "gc", "--keep", "0")
+    gc = hpm(project, "gc", "--keep", "0", "--no-cache")
     assert f"removed  {old}" in gc.stdout and envs(project) == []
     assert not any((project / ".hpm" / "ephemeral" / ".index").iterdir())  # records went too
 
@@ -328,14 +328,14 @@ def test_gc_keep_older_than_dry_run(tmp_path: Path) -> None:
         _fake_env(root, name, days * 86400)
     (root / ".tmp-old-1").mkdir()
     os.utime(root / ".tmp-old-1", (0, 0))
-    assert cli.main(["gc", "--keep", "1", "--dry-run"], env) == 0
+    assert cli.main(["gc", "--no-cache", "--keep", "1", "--dry-run"], env) == 0
     assert sorted(p.name for p in root.iterdir()) == [".tmp-old-1", "aaaa", "bbbb", "cccc", "dddd"]
-    assert cli.main(["gc", "--older-than", "2d"], env) == 0
+    assert cli.main(["gc", "--no-cache", "--older-than", "2d"], env) == 0
     assert sorted(p.name for p in root.iterdir()) == ["aaaa", "bbbb"]  # leftovers of crashed runs go too
-    assert cli.main(["gc", "--keep", "1"], env) == 0
+    assert cli.main(["gc", "--no-cache", "--keep", "1"], env) == 0
     assert sorted(p.name for p in root.iterdir()) == ["aaaa"]
-    assert cli.main(["gc", "--older-than", "7x"], env) == 2
-    assert cli.main(["gc"], {"HPM_EPHEMERAL_DIR": str(tmp_path / "none")}) == 0
+    assert cli.main(["gc", "--no-cache", "--older-than", "7x"], env) == 2
+    assert cli.main(["gc", "--no-cache"], {"HPM_EPHEMERAL_DIR": str(tmp_path / "none")}) == 0
 
 
 def test_gc_skips_a_locked_env(tmp_path: Path) -> None:
@@ -348,10 +348,10 @@ def test_gc_skips_a_locked_env(tmp_path: Path) -> None:
     fd = reuse.hold(str(busy))
     try:
         assert fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB) is None
-        assert cli.main(["gc", "--keep", "0"], {"HPM_EPHEMERAL_DIR": str(root)}) == 0
+        assert cli.main(["gc", "--no-cache", "--keep", "0"], {"HPM_EPHEMERAL_DIR": str(root)}) == 0
         assert busy.is_dir()
     finally:
         os.close(fd)
-    assert cli.main(["gc", "--keep", "0"], {"HPM_EPHEMERAL_DIR": str(root)}) == 0
+    assert cli.main(["gc", "--no-cache", "--keep", "0"], {"HPM_EPHEMERAL_DIR": str(root)}) == 0
     assert not busy.exists()
     assert json.dumps(sorted(os.listdir(root))) == "[]"

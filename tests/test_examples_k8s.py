@@ -90,3 +90,43 @@ def test_startup_probe_waits_for_the_ready_file_long_enough():
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 300  # a cold JIT install
     assert ready.startswith("/tmp/")  # writable: /tmp is an emptyDir
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_the_deployment_names_a_manifest_entrypoint_without_a_command_override():
+    """HPM_ENTRYPOINT instead of `command:`; it names an entrypoint of the locked plan, and
+    hpm turns it (with `args:` as its arguments) into the command it will exec."""
+    from hpm_boot.handover import choose_command, requested_entrypoint
+
+    kinds = by_kind()
+    c = container(kinds["Deployment"])
+    assert "command" not in c
+    env = {k: e["value"] for k, e in env_of(c).items() if "value" in e}
+    lock = payload.decode(kinds["Secret"]["stringData"]["HPM_LOCK_B64"])
+    entrypoint, origin = requested_entrypoint(None, env)
+    assert (entrypoint, origin) == ("app-core:serve", "HPM_ENTRYPOINT")
+    argv = choose_command(lock, entrypoint, c.get("args", []), None, origin)
+    assert argv == ["python", "-m", "app_core", "serve", "--port", "8000"]
+
+
+def test_the_init_container_example_has_the_shape_hpm_generates():
+    """deployment-init.yaml: what `hpm lock --format k8s --init-container` writes (the same
+    initContainer command, the same variables and venv volume in both containers), plus
+    production settings; its app container starts warm on the shared venv."""
+    (deployment,) = docs(EXAMPLES / "deployment-init.yaml")
+    secret = by_kind()["Secret"]
+    text = secret["stringData"]["HPM_LOCK_B64"]
+    generated = manifests(text, "hpm-demo-init", "registry.example.com/hpm-demo:1.0", init_container=True,
+                          entrypoint="app-core:serve")
+    made = [d for d in yaml.safe_load_all(generated) if d]
+    ours, theirs = deployment["spec"]["template"]["spec"], made[1]["spec"]["template"]["spec"]
+    (init,), (made_init,) = ours["initContainers"], theirs["initContainers"]
+    assert init["name"] == made_init["name"] == "hpm-install" and init["command"] == made_init["command"]
+    assert {e["name"] for e in made_init["env"]} <= {e["name"] for e in init["env"]}
+    app, made_app = container(deployment), theirs["containers"][0]
+    assert "command" not in app and "startupProbe" not in app
+    assert {e["name"] for e in made_app["env"]} <= {e["name"] for e in app["env"]}
+    venv = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}["/venv"]
+    assert {m["mountPath"]: m["name"] for m in app["volumeMounts"]}["/venv"] == venv
+    assert {v["name"]: v for v in ours["volumes"]}[venv]["emptyDir"] == {}
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["hpm/lock-digest"] == \
+        made[1]["spec"]["template"]["metadata"]["annotations"]["hpm/lock-digest"]

@@ -199,3 +199,91 @@ def test_cli_format_k8s(tmp_path: Path, wheelhouse: Path, capsys: pytest.Capture
     assert cli.main([*base, "--format", "k8s", "--name", "Bad_Name"], {**env, "HPM_UV": "/nonexistent"}) == 2
     err = capsys.readouterr().err
     assert err.startswith("hpm: error: --name 'Bad_Name': not a valid Kubernetes name")
+
+
+# --------------------------------------------------------------------------- --init-container
+
+
+def a_lock_with_entrypoints() -> dict[str, Any]:
+    lock = a_lock(2)
+    lock["packages"][0]["entrypoints"] = {"serve": "python -m pkg0 serve"}
+    lock["packages"][1]["entrypoints"] = {"serve": "python -m pkg1 serve", "worker": "python -m pkg1 w"}
+    return lock
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("signed", [False, True])
+def test_init_container_output_passes_the_kubernetes_schemas(version: str, signed: bool) -> None:
+    text = k8s.manifests(payload.encode(a_lock(), b"key" if signed else None), "my-app",
+                         "registry.example.com/app:1.2", init_container=True, entrypoint="serve")
+    for doc in docs(text):
+        assert kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_init_container_installs_into_the_shared_venv_and_the_app_runs_warm() -> None:
+    text = k8s.manifests(payload.encode(a_lock(), b"key"), "my-app", "img:1", init_container=True,
+                         entrypoint="pkg-0:serve")
+    _, deployment = split(text)
+    spec = deployment["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    app = container(deployment)
+    assert init["name"] == "hpm-install" and init["image"] == app["image"] == "img:1"
+    assert init["command"] == ["python3", "/opt/hpm/hpm.pyz", "install"]
+    assert "command" not in app and "args" not in app  # the image's ENTRYPOINT: hpm run
+    init_env = {e["name"]: e for e in init["env"]}
+    app_env = {e["name"]: e for e in app["env"]}
+    # the same lock (and key) in both, the same venv on the same emptyDir
+    for name in ("HPM_LOCK_B64", "HPM_LOCK_KEY", "HPM_VENV"):
+        assert init_env[name] == app_env[name], name
+    assert app_env["HPM_VENV"]["value"] == "/venv"
+    assert app_env["HPM_ENTRYPOINT"]["value"] == "pkg-0:serve" and "HPM_ENTRYPOINT" not in init_env
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
+    assert volumes[mounts["/venv"]] == {"name": "venv", "emptyDir": {}}
+    assert {m["mountPath"]: m["name"] for m in app["volumeMounts"]} == {"/venv": "venv"}
+    # the uv cache is the installer's: the app container has none, nor the install-sized probe
+    assert init_env["UV_CACHE_DIR"]["value"] == "/var/cache/uv" and "UV_CACHE_DIR" not in app_env
+    assert "startupProbe" not in app and "HPM_READY_FILE" not in app_env
+    assert init["terminationMessagePolicy"] == app["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert "# hpm-install: installs the lock into /venv" in text
+    assert "&id" not in text and "*id" not in text  # plain YAML, no anchors
+    assert "`args:` (the command" not in text  # the entrypoint is set
+    assert "`args:` (the command" in k8s.manifests(payload.encode(a_lock()), "my-app", "img:1")
+    assert "kubectl logs POD -c\n" in text or "kubectl logs POD -c" in text
+    # without --init-container: the shape of before
+    _, plain = split(k8s.manifests(payload.encode(a_lock()), "my-app", "img:1"))
+    assert "initContainers" not in plain["spec"]["template"]["spec"]
+    assert "HPM_ENTRYPOINT" not in {e["name"] for e in container(plain)["env"]}
+
+
+def test_cli_init_container_and_entrypoint(tmp_path: Path, wheelhouse: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    (reg / "app.yaml").write_text(
+        "name: hpmtest-app\nversion: 1.0.0\nsources: {prod: {type: pypi}}\n"
+        "entrypoints: {serve: hpmtest-app --port 8001}\n")
+    base = ["lock", "-r", str(reg), "--with", "hpmtest-app", "--no-index", "--find-links", str(wheelhouse)]
+    env = dict(os.environ)
+    assert cli.main([*base, "--format", "k8s", "--init-container", "--entrypoint", "serve"], env) == 0
+    _, deployment = split(capsys.readouterr().out)
+    kubernetes_validate.validate(deployment, K8S_VERSIONS[-1], strict=True)
+    assert deployment["spec"]["template"]["spec"]["initContainers"][0]["name"] == "hpm-install"
+    # an entrypoint the plan does not define: 66, listing those it does, before uv runs
+    no_uv = {**env, "HPM_UV": "/nonexistent"}
+    assert cli.main([*base, "--format", "k8s", "--entrypoint", "nope"], no_uv) == 66
+    err = capsys.readouterr().err
+    assert err.startswith("hpm: error: no entrypoint 'nope' in the plan") and "hpmtest-app:serve" in err
+    # the k8s options without --format k8s: 2
+    for extra in (["--init-container"], ["--entrypoint", "serve"]):
+        assert cli.main([*base, "--format", "b64", *extra], env) == 2
+        assert "needs --format k8s" in capsys.readouterr().err
+
+
+def test_ambiguous_entrypoint_choices() -> None:
+    from hpm_boot.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="choose one of pkg-0:serve, pkg-1:serve"):
+        handover.choose_command(a_lock_with_entrypoints(), "serve", [], None, "HPM_ENTRYPOINT")

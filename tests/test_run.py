@@ -410,3 +410,49 @@ def test_the_mode_reaches_the_application_as_run_mode(world: World) -> None:
         proc = world.hpm("run", "--lock", lock, *world.index(), "--entrypoint", "mode",
                          env={"HPM_VENV": str(world.tmp / "l"), "RUN_MODE": "prod"})
         assert (proc.returncode, proc.stdout) == (0, "dev\n"), (start, proc.stderr)
+
+
+def test_hpm_entrypoint_names_the_entrypoint_and_the_command_is_its_arguments(world: World) -> None:
+    """HPM_ENTRYPOINT is to `hpm run` what ENTRYPOINT is to an image: the program; the
+    command after `--` (an image's CMD, a pod's args) becomes its arguments. `--entrypoint`
+    wins over it; empty means unset. Decoded, stamped and full-CLI paths alike."""
+    lock, env = _installed(world, "hpmtest-app", "hpmtest-gitplugin")
+    for attempt in ("decoded", "stamped"):
+        proc = world.hpm("run", "--lock", lock, env={**env, "HPM_ENTRYPOINT": "serve"})
+        assert proc.stdout == "hpmtest-app --port a b --home $HOME\n", (attempt, proc.stderr)
+        proc = world.hpm("run", "--lock", lock, "--", "", "x y",
+                         env={**env, "HPM_ENTRYPOINT": "hpmtest-app:probe"})
+        assert probe_of(proc.stdout)["argv"] == ["from entrypoint", "two", "", "x y"], attempt
+        proc = world.hpm("run", "--lock", lock, "--entrypoint", "hpmtest-gitplugin:probe",
+                         env={**env, "HPM_ENTRYPOINT": "serve"})
+        assert probe_of(proc.stdout)["argv"] == ["gitplugin"], attempt  # the option wins
+        proc = world.hpm("run", "--lock", lock, "--", "python", str(world.probe), "plain",
+                         env={**env, "HPM_ENTRYPOINT": ""})
+        assert probe_of(proc.stdout)["argv"] == ["plain"], attempt  # empty: no entrypoint
+    # the full CLI (a fresh venv: installs first)
+    proc = world.hpm("run", "--lock", lock, *world.index(), "--", "tail",
+                     env={"HPM_VENV": str(world.tmp / "fresh"), "HPM_ENTRYPOINT": "hpmtest-gitplugin:probe"})
+    assert proc.returncode == 0, proc.stderr
+    assert probe_of(proc.stdout)["argv"] == ["gitplugin", "tail"]
+    # nothing to run at all: 2, and the hint names the variable
+    proc = world.hpm("run", "--lock", lock, env={**env, "HPM_ENTRYPOINT": ""})
+    assert proc.returncode == 2 and "HPM_ENTRYPOINT=NAME" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["warm", "cli"])
+def test_unknown_and_ambiguous_hpm_entrypoint_are_66(world: World, fresh: bool) -> None:
+    lock, env = _installed(world, "hpmtest-app", "hpmtest-gitplugin")
+    if fresh:
+        env = {"HPM_VENV": str(world.tmp / "fresh")}
+    proc = world.hpm("run", "--lock", lock, *world.index(), env={**env, "HPM_ENTRYPOINT": "nope"})
+    assert proc.returncode == 66, proc.stderr
+    first = next(line for line in proc.stderr.splitlines() if "error" in line)
+    assert first == "hpm: error: no entrypoint 'nope' in the plan (HPM_ENTRYPOINT=nope)", proc.stderr
+    assert "entrypoints: hpmtest-app:probe, hpmtest-app:serve, hpmtest-gitplugin:probe" in proc.stderr
+    proc = world.hpm("run", "--lock", lock, *world.index(), "--", "x", env={**env, "HPM_ENTRYPOINT": "probe"})
+    assert proc.returncode == 66, proc.stderr
+    assert "choose one of hpmtest-app:probe, hpmtest-gitplugin:probe" in next(
+        line for line in proc.stderr.splitlines() if "error" in line)
+    assert "e.g. HPM_ENTRYPOINT=hpmtest-app:probe" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (world.tmp / "fresh").exists()  # 66 before anything is installed

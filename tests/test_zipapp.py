@@ -14,7 +14,6 @@ import json
 import marshal
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -166,9 +165,12 @@ def test_layout_and_build_info(pyz: Path) -> None:
     in_lib = {n for n in names if n.startswith("hpm_boot/")}
     assert in_lib == sources - {f"hpm_boot/{m}.py" for m in [*hot, "_start"]}
     assert info["deps"] == build_zipapp.PINS
-    assert len(info["wheels"]) == len(build_zipapp.PYTHONS) * len(build_zipapp.PLATFORMS)
-    for wheel in info["wheels"]:
-        assert f"_wheels/{wheel['file']}/{wheel['parts'] - 1}" in names
+    compiled = len(build_zipapp.COMPILED) * len(build_zipapp.PYTHONS) * len(build_zipapp.PLATFORMS)
+    assert len(info["wheels"]) == compiled
+    data = pyz.read_bytes()
+    index = marshal.loads(build_zipapp.read_region(data, build_zipapp.read_layout(data)["wheels"]))
+    assert sorted(index) == sorted(w["file"] for w in info["wheels"])  # raw regions, in no zip directory
+    assert not [n for n in names if n.startswith("_wheels/")]
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert info["commit"].removesuffix("-dirty") == (head.stdout.strip() or "unknown")
 
@@ -191,14 +193,15 @@ def test_imports_from_the_pyz(version: str, pyz: Path, tmp_path: Path) -> None:
     lib = out["lib"]
     assert Path(lib).parent == tmp_path / "cache" / "lib" and Path(lib).is_file()
     tag = f"cpython-{version.replace('.', '')}"
-    assert out["yaml"] == f"{lib}/_pyc/{tag}/yaml/__init__.pyc" and out["libyaml"] is False
+    # PyYAML from its wheel for this interpreter, with the libyaml extension
+    assert Path(out["yaml"]).is_relative_to(cache) and out["libyaml"] is True, out
     assert out["packaging"] == f"{lib}/_pyc/{tag}/packaging/__init__.pyc"
     assert out["roundtrip"] == {"a": [1]}
     assert out["self_check"]["interpreter"] == f"cp{version.replace('.', '')}"
     assert out["self_check"]["msgspec_wheel"].startswith(f"msgspec-{build_zipapp.PINS['msgspec']}-cp")
     # warm: same directory, nothing new extracted
     assert run_probe(python, pyz, cache_env(tmp_path), tmp_path)["msgspec"] == out["msgspec"]
-    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2  # msgspec and PyYAML
 
 
 def test_two_hundred_processes_race_on_a_cold_cache(pyz: Path, tmp_path: Path) -> None:
@@ -219,8 +222,8 @@ def test_two_hundred_processes_race_on_a_cold_cache(pyz: Path, tmp_path: Path) -
     assert len({json.loads(out)["msgspec"] for _, out, _ in results}) == 1
     entries = sorted(p.name for p in (tmp_path / "cache" / "wheels").iterdir())
     dirs = [n for n in entries if (tmp_path / "cache" / "wheels" / n).is_dir()]
-    assert len(dirs) == 1 and not dirs[0].startswith(".")
-    assert entries == sorted([dirs[0], f"{dirs[0]}.lock"])  # no temp or probe leftovers
+    assert len(dirs) == 2 and not [d for d in dirs if d.startswith(".")]  # msgspec and PyYAML, once each
+    assert entries == sorted([*dirs, *(f"{d}.lock" for d in dirs)])  # no temp or probe leftovers
     libs = sorted(p.name for p in (tmp_path / "cache" / "lib").iterdir())
     assert len(libs) == 2 and libs[1] == f"{libs[0]}.lock"  # the lib zip too: unpacked once
 
@@ -355,21 +358,21 @@ def test_bytecode_is_used_and_can_be_left_out(wheels_dir: Path, tmp_path: Path) 
     assert done.returncode == 0 and done.stdout.startswith("hpm "), done.stderr
 
 
-def test_a_corrupted_wheel_fails_its_digest(pyz: Path, tmp_path: Path) -> None:
+def test_a_corrupted_wheel_is_caught(pyz: Path, tmp_path: Path) -> None:
     env = cache_env(tmp_path)
-    run_probe(sys.executable, pyz, env, tmp_path)  # unpacks the lib zip, and msgspec
-    shutil.rmtree(tmp_path / "cache" / "wheels")
+    damaged = tmp_path / "damaged.pyz"
+    data = bytearray(pyz.read_bytes())
     with lib_zip(pyz) as lib:
         wheel = _pyz.select_wheel([w["file"] for w in json.loads(lib.read("BUILD_INFO"))["wheels"]])
-        member = lib.getinfo(f"_wheels/{wheel}/0")
-    (cached,) = (tmp_path / "cache" / "lib").glob("*.zip")  # damaged in the cache, after its check
-    data = bytearray(cached.read_bytes())
-    at = member.header_offset + 30 + len(member.filename) + 1000
-    data[at : at + 4] = b"\x00\x01\x02\x03"
-    cached.write_bytes(data)
-    out = run_probe(sys.executable, pyz, env, tmp_path)
+    layout = build_zipapp.read_layout(bytes(data))
+    index = marshal.loads(build_zipapp.read_region(bytes(data), layout["wheels"]))
+    at = index[wheel][1][0][0] + 1000  # in the wheel's first piece
+    data[at : at + 4] = bytes(b ^ 0xFF for b in data[at : at + 4])
+    damaged.write_bytes(data)
+    damaged.chmod(0o755)
+    out = run_probe(sys.executable, damaged, env, tmp_path)
     assert out["error"] == "DataError" and out["code"] == 65
-    assert "fails its digest" in out["message"]
+    assert "is damaged" in out["message"] and wheel in out["message"], out
 
 
 # -- pieces of _pyz, in process ----------------------------------------------------------
@@ -425,3 +428,58 @@ def test_build_info_outside_a_pyz() -> None:
 
     assert _pyz.PYZ is None
     assert _pyz.build_info()["version"] == __version__ and _pyz.build_info()["commit"] == "unknown"
+
+
+# -- macOS: the wheel choice against simulated macOS tags ---------------------------------
+
+
+def test_mac_platform_tags_follow_packaging() -> None:
+    """Our stdlib stand-in gives the tags packaging.tags.mac_platforms gives (the order of
+    the arch-specific ones, which is what the choice depends on)."""
+    from packaging import tags
+
+    for version, arch in (((14, 2), "arm64"), ((13, 0), "x86_64"), ((10, 15), "x86_64"), ((11, 0), "arm64")):
+        ours = _pyz.mac_platforms(version, arch)
+        theirs = list(tags.mac_platforms(version, arch))
+        for kind in (f"_{arch}", "_universal2"):
+            assert [t for t in ours if t.endswith(kind)] == [t for t in theirs if t.endswith(kind)]
+
+
+@pytest.mark.parametrize(("py", "version", "arch", "msgspec_plat", "yaml_plat"), [
+    ("cp312", (14, 2), "arm64", "macosx_11_0_arm64", "macosx_11_0_arm64"),
+    ("cp313", (15, 1), "arm64", "macosx_11_0_arm64", "macosx_11_0_arm64"),
+    ("cp311", (13, 6), "x86_64", "macosx_10_9_x86_64", "macosx_10_15_x86_64"),
+    ("cp314", (14, 0), "x86_64", "macosx_10_15_x86_64", "macosx_10_15_x86_64"),
+    ("cp312", (10, 14), "x86_64", "macosx_10_13_x86_64", None),  # PyYAML needs 10.15: pure Python
+])
+def test_the_pyz_carries_the_right_macos_wheels(pyz: Path, py: str, version: tuple[int, int], arch: str,
+                                               msgspec_plat: str, yaml_plat: str | None) -> None:
+    with lib_zip(pyz) as lib:
+        names = [w["file"] for w in json.loads(lib.read("BUILD_INFO"))["wheels"]]
+    tags = (py, py, _pyz.mac_platforms(version, arch))
+    msgspec = _pyz.select_wheel(names, "msgspec", tags)
+    assert msgspec is not None and msgspec.startswith(f"msgspec-0.22.0-{py}-{py}-"), msgspec
+    assert msgspec_plat in msgspec
+    yaml = _pyz.select_wheel(names, "pyyaml", tags)
+    if yaml_plat is None:
+        assert yaml is None  # the finder then leaves yaml to the vendored pure-Python package
+    else:
+        assert yaml is not None and yaml.startswith(f"pyyaml-6.0.4-{py}-{py}-") and yaml_plat in yaml
+    # and never a Linux wheel for a Mac
+    assert not [n for n in (msgspec, yaml) if n and "linux" in n]
+
+
+def test_without_a_pyyaml_wheel_the_pure_python_yaml_serves(wheels_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pyz with no PyYAML wheel for this interpreter (built here without any) imports the
+    vendored pure-Python yaml from its lib, and parses manifests all the same."""
+    monkeypatch.setattr(build_zipapp, "COMPILED", ("msgspec",))
+    pure = tmp_path / "pure.pyz"
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    build_zipapp.build(pure, wheels_dir, pythons=[here], offline=True)
+    out = run_probe(sys.executable, pure, cache_env(tmp_path), tmp_path)
+    tag = sys.implementation.cache_tag
+    assert out["yaml"] == f"{out['lib']}/_pyc/{tag}/yaml/__init__.pyc" and out["libyaml"] is False
+    done = subprocess.run([sys.executable, str(pure), "validate", "-r", str(ROOT / "examples" / "registry")],
+                          capture_output=True, text=True, env=cache_env(tmp_path))
+    assert done.returncode == 0 and "ok: 6 packages" in done.stdout, done.stderr

@@ -34,6 +34,8 @@ environment (docs/running.md, "Environment variables", says more):
                  the installers' binaries (default: found on PATH)
   HPM_CACHE      where hpm.pyz unpacks itself;  HPM_EPHEMERAL_DIR  ephemeral environments
   HPM_READY_FILE touched just before the exec
+  HPM_ENTRYPOINT the manifest entrypoint `hpm run` execs (NAME or PKG:NAME); the
+                 command after -- becomes its arguments; --entrypoint wins
   HPM_LOG        quiet | info | debug;  HPM_LOG_FORMAT=json for log pipelines
   HPM_TERMINATION_LOG
                  where the one-line cause of a failure goes (default /dev/termination-log)

@@ -230,9 +230,10 @@ def make_payload(args: argparse.Namespace, environ: Mapping[str, str], engine: s
         log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "
                  f"{target.python_version} ({log.elapsed():.2f} s)")
     text = payload.encode(data, key)
-    warning = payload.check_carriable(text)
-    if warning:
-        log.warning(warning)
+    if len(text) <= payload.MAX_BYTES:
+        warning = payload.check_carriable(text)
+        if warning:
+            log.warning(warning)
     return text
 
 
@@ -263,6 +264,62 @@ def print_help() -> None:
     p.print_help()
 
 
+#: where ``hpm docker run`` mounts a lock too large for the environment
+MOUNTED_LOCK = "/etc/hpm/lock.hpm1"
+
+
+def remote_engine(engine: str, environ: Mapping[str, str]) -> str | None:
+    """Why ``engine`` may not see this machine's files (a remote daemon, a podman
+    connection), or None for a local one, which can bind-mount a file from here."""
+    name = os.path.basename(engine)
+    if name.startswith("podman"):
+        for var in ("CONTAINER_HOST", "CONTAINER_CONNECTION"):
+            value = environ.get(var, "")
+            if value and not value.startswith("unix://"):
+                return f"{var}={value}"
+        return "podman-remote" if name == "podman-remote" else None
+    host = environ.get("DOCKER_HOST", "")
+    if host and not host.startswith(("unix://", "npipe://")):
+        return f"DOCKER_HOST={host}"
+    if not host:
+        try:  # the current context may point elsewhere (docker context use ...)
+            out = subprocess.run([engine, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
+                                 capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        found = out.stdout.strip() if out.returncode == 0 else ""
+        if found and not found.startswith(("unix://", "npipe://")):
+            return f"docker context endpoint {found}"
+    return None
+
+
+def lock_file_for_engine(text: str, environ: Mapping[str, str], write: bool = True) -> str:
+    """The payload as a file to bind-mount, named by its content (the same lock, the same
+    file; a restarted container finds it again). Under the user's cache directory, which
+    Docker Desktop and podman machine share with their VM by default."""
+    import hashlib
+
+    from hpm_boot.fsutil import write_atomic
+
+    home = environ.get("HOME") or os.path.expanduser("~")
+    cache = environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    directory = os.path.join(cache, "hpm", "docker-locks")
+    path = os.path.join(directory, f"lock-{hashlib.sha256(text.encode()).hexdigest()[:24]}.hpm1")
+    if not write:
+        return path
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if not os.path.isfile(path):
+            write_atomic(path, text.encode())
+        os.chmod(path, 0o644)  # read by the container's user, whoever that is
+    except OSError as exc:
+        from hpm_boot.errors import NotWritableError
+
+        raise NotWritableError(f"cannot write the lock file to mount at {path}: {exc.strerror}",
+                               "set XDG_CACHE_HOME to a writable directory") from None
+    return path
+
+
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from hpm_boot.log import Log
 
@@ -282,19 +339,40 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise UsageError("no image: give --image IMAGE (or set HPM_IMAGE)")
     engine = find_engine(args.engine, environ)
     text = make_payload(args, environ, engine, image, log)
-    argv = [os.path.basename(engine), "run", *engine_args, "-e", contract.LOCK_B64]
+    from hpm_boot import payload
+
+    mounted = None
+    if len(text) > payload.MAX_BYTES:  # too large for the environment: a file, if the engine sees ours
+        remote = remote_engine(engine, environ)
+        if remote:
+            try:
+                payload.check_carriable(text)
+            except DataError as exc:
+                raise DataError(f"{exc.message}; the engine is remote ({remote}), so hpm cannot mount "
+                                "it as a file from here", exc.details) from None
+        mounted = lock_file_for_engine(text, environ, write=not args.dry_run)
+        log.info(f"the lock payload is {len(text) // 1024} KiB, above the {payload.MAX_BYTES // 1024} KiB "
+                 f"an environment variable carries: mounting {mounted} as {MOUNTED_LOCK} "
+                 f"({contract.LOCK_FILE})")
+        lock_args = ["-v", f"{mounted}:{MOUNTED_LOCK}:ro", "-e", f"{contract.LOCK_FILE}={MOUNTED_LOCK}"]
+    else:
+        lock_args = ["-e", contract.LOCK_B64]
+    argv = [os.path.basename(engine), "run", *engine_args, *lock_args]
     if args.hpm_entrypoint:
         new = entrypoint_args(image_entrypoint(engine, image), args.hpm_entrypoint, image)
         argv += ["--entrypoint", new[0], image, *new[1:], *(["--", *cmd] if cmd else [])]
     else:
         argv += [image, *cmd]
     if args.dry_run:
-        print(f"{contract.LOCK_B64}=<{len(text)} bytes> {shlex.join(argv)}")
+        print(shlex.join(argv) if mounted else f"{contract.LOCK_B64}=<{len(text)} bytes> {shlex.join(argv)}")
         return 0
-    dropped = (contract.LOCK_KEY, contract.LOCK_KEY_FILE, contract.LOCK_FILE)
+    dropped = (contract.LOCK_KEY, contract.LOCK_KEY_FILE, contract.LOCK_FILE, contract.LOCK_B64)
     child = {k: v for k, v in environ.items() if k not in dropped}
-    child[contract.LOCK_B64] = text
-    log.info(f"exec {shlex.join(argv)} ({contract.LOCK_B64}: {len(text)} bytes, in the environment)")
+    if mounted is None:
+        child[contract.LOCK_B64] = text
+    where = (f"{contract.LOCK_FILE}: {mounted}" if mounted
+             else f"{contract.LOCK_B64}: {len(text)} bytes, in the environment")
+    log.info(f"exec {shlex.join(argv)} ({where})")
     sys.stdout.flush()
     sys.stderr.flush()
     try:

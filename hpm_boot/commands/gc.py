@@ -1,4 +1,4 @@
-"""``hpm gc``: remove stale ephemeral environments.
+"""``hpm gc``: remove stale ephemeral environments, and what other hpm builds unpacked.
 
 An environment is a directory ``<root>/<id>`` (``HPM_EPHEMERAL_DIR``, else
 ``./.hpm/ephemeral``). Each run touches ``hpm-last-used`` in it and holds a shared
@@ -6,6 +6,15 @@ An environment is a directory ``<root>/<id>`` (``HPM_EPHEMERAL_DIR``, else
 waiting, so an environment in use is never removed, only reported. A removed
 directory is first renamed away (atomically), then deleted, so a run that starts at
 the same moment either sees the old directory whole or makes a new one.
+
+The cache (``prune_cache``): every hpm.pyz build unpacks its lib zip (``lib/lib-KEY.zip``)
+and its compiled wheels (``wheels/NAME-VERSION-SHA``) into a cache place
+(``_pyz.cache_places``). gc removes those of other builds from every place. A running hpm
+holds a shared ``flock`` on ``NAME.lock`` beside what it uses (``_pyz.hold``), and an
+extraction holds it exclusively; gc takes it exclusively without waiting, renames the
+entry away, deletes it, then unlinks the lock file (a starting hpm checks that the lock
+it got is still the file at that path, and looks again otherwise). The running build's
+own entries are never touched.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import time
 from dataclasses import dataclass
 
 from hpm_boot.errors import NotWritableError, UsageError
+from hpm_boot.log import Log
 from hpm_boot.reuse import INDEX, LAST_USED, PROJECT, USE_LOCK, ephemeral_root, read_record
 
 TYPE_CHECKING = False
@@ -140,6 +150,132 @@ def _clean_leftovers(root: str, now: float, dry_run: bool) -> None:
                     os.unlink(path)
 
 
+@dataclass
+class Cached:
+    place: str
+    name: str  # "lib/lib-KEY.zip", "wheels/msgspec-0.18.6-SHA"
+    size: int
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.place, self.name)
+
+
+def cached(places: list[str]) -> list[Cached]:
+    """What hpm builds unpacked in ``places`` (lock files and temporaries aside)."""
+    out = []
+    for place in places:
+        for sub in ("lib", "wheels"):
+            with contextlib.suppress(OSError):
+                for name in sorted(os.listdir(os.path.join(place, sub))):
+                    if name.startswith(".") or name.endswith(".lock"):
+                        continue
+                    path = os.path.join(place, sub, name)
+                    size = _size(path) if os.path.isdir(path) else os.lstat(path).st_size
+                    out.append(Cached(place, f"{sub}/{name}", size))
+    return out
+
+
+def _read_only(directory: str) -> str | None:
+    """Why ``directory`` cannot be written (None: it can)."""
+    if os.access(directory, os.W_OK | os.X_OK):
+        return None
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    return "permission denied"
+
+
+def remove_cached(entry: Cached) -> str:
+    """Remove ``entry`` unless a running hpm holds it: "removed" or "in use"."""
+    lock = f"{entry.path}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "in use"
+        if not os.path.lexists(entry.path):  # another gc was first
+            return "removed"
+        directory, base = os.path.split(entry.path)
+        trash = os.path.join(directory, f".trash-{base}-{os.getpid()}")
+        os.rename(entry.path, trash)
+        if os.path.isdir(trash):
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.unlink(trash)
+        os.unlink(lock)  # under the lock: a starter that waited on it sees it is stale
+        return "removed"
+    finally:
+        os.close(fd)
+
+
+def _cache_leftovers(places: list[str], now: float) -> None:
+    """Temporaries of extractions that were killed (an hour old: none is still running)."""
+    for place in places:
+        for sub in ("lib", "wheels"):
+            directory = os.path.join(place, sub)
+            with contextlib.suppress(OSError):
+                for name in os.listdir(directory):
+                    path = os.path.join(directory, name)
+                    if name.startswith(".") and not name.endswith(".lock") and \
+                            now - os.lstat(path).st_mtime > LEFTOVER_AGE:
+                        if os.path.isdir(path):
+                            shutil.rmtree(path, ignore_errors=True)
+                        else:
+                            os.unlink(path)
+
+
+def prune_cache(dry_run: bool, log: Log) -> None:
+    """Remove (or list, ``dry_run``) other builds' unpacked files from every cache place;
+    NotWritableError (73) at the end when some of them sit where gc cannot write."""
+    from hpm_boot import _pyz
+
+    places = [p for p in _pyz.cache_places() if os.path.isdir(p)]
+    own = _pyz.own_cache_names()
+    entries = cached(places)
+    removed = freed = busy = 0
+    stuck: dict[str, str] = {}
+    for e in entries:
+        if e.name in own:
+            print(f"kept     {e.path}  {_human(e.size)}  (this hpm)")
+            continue
+        problem = _read_only(os.path.dirname(e.path))
+        if problem:
+            stuck[os.path.dirname(e.path)] = problem
+            print(f"cannot remove {e.path}  {_human(e.size)}  ({problem})")
+            continue
+        if dry_run:
+            print(f"would remove {e.path}  {_human(e.size)}")
+            removed, freed = removed + 1, freed + e.size
+            continue
+        try:
+            state = remove_cached(e)
+        except OSError as exc:
+            stuck[os.path.dirname(e.path)] = exc.strerror or str(exc)
+            print(f"cannot remove {e.path}  {_human(e.size)}  ({exc.strerror})")
+            continue
+        if state == "in use":
+            print(f"in use   {e.path}  kept: a running hpm holds it")
+            busy += 1
+        else:
+            print(f"removed  {e.path}  {_human(e.size)}")
+            removed, freed = removed + 1, freed + e.size
+    if not dry_run:
+        _cache_leftovers(places, time.time())
+    verb = "would remove" if dry_run else "removed"
+    where = ", ".join(places) or "no cache directory"
+    print(f"{verb} {removed} of {len(entries)} cache entries ({_human(freed)})"
+          + (f"; {busy} in use" if busy else "") + f" in {where}")
+    if stuck:
+        first, why = next(iter(stuck.items()))
+        raise NotWritableError(
+            f"cannot prune the hpm cache in {first}: {why}"
+            + (f" (and {len(stuck) - 1} more)" if len(stuck) > 1 else ""),
+            "run hpm gc as the user who owns it, or where it is writable (an image's baked cache "
+            "is pruned by building the image again)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", type=int, metavar="N", default=None,
                         help=f"keep the N most recently used environments (default {DEFAULT_KEEP} "
@@ -147,20 +283,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--older-than", metavar="DURATION",
                         help="remove only environments last used longer ago than this (7d, 12h, 30m)")
     parser.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--no-cache", action="store_true",
+                       help="leave the cache alone: prune ephemeral environments only")
+    scope.add_argument("--cache-only", action="store_true",
+                       help="prune the cache only (what other hpm builds unpacked)")
 
 
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    root = ephemeral_root(environ)
     if args.keep is not None and args.keep < 0:
         raise UsageError(f"--keep {args.keep}: expected 0 or more")
-    keep = args.keep if args.keep is not None else (None if args.older_than else DEFAULT_KEEP)
     max_age = parse_duration(args.older_than) if args.older_than else None
+    if not args.cache_only:
+        prune_ephemeral(args, environ, max_age)
+    if not args.no_cache:
+        prune_cache(args.dry_run, Log(environ))
+    return 0
+
+
+def prune_ephemeral(args: argparse.Namespace, environ: Mapping[str, str], max_age: float | None) -> None:
+    """The ephemeral environments: keep the N most recent and/or those used recently."""
+    root = ephemeral_root(environ)
+    keep = args.keep if args.keep is not None else (None if args.older_than else DEFAULT_KEEP)
     now = time.time()
     envs = environments(root)
     if not envs:
         print(f"no ephemeral environments in {root}")
         _clean_leftovers(root, now, args.dry_run)
-        return 0
+        return
     removed = freed = busy = 0
     for rank, e in enumerate(envs):
         age = now - e.last_used
@@ -180,4 +330,3 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {removed} of {len(envs)} environments ({_human(freed)})"
           + (f"; {busy} in use" if busy else "") + f" in {root}")
-    return 0

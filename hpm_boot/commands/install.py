@@ -51,11 +51,12 @@ def _given_lock(args: argparse.Namespace, environ: Environ, log: Log) -> dict[st
 
 
 def install_selection(args: argparse.Namespace, environ: Environ,
-                      command: tuple[str | None, list[str]] | None = None
+                      command: tuple[str | None, list[str], None, str] | None = None
                       ) -> tuple[dict[str, Any], Environment, Log]:
     """Install the lock or the resolved plan; (lock, target environment, log). The lock's
     pins are those that apply here (``compose.lock.applicable``). ``command``
-    (entrypoint, cmd) is checked against the plan before anything is installed."""
+    (entrypoint, cmd, None, origin: ``choose_command``'s arguments) is checked against
+    the plan before anything is installed."""
     from hpm_boot import install
     from hpm_boot.compose import lock as lockmod
     from hpm_boot.compose import planlock

@@ -44,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", metavar="IMAGE",
                    help="k8s: the image the Deployment runs (default: HPM_IMAGE; required, there is no "
                    "sensible default)")
+    p.add_argument("--init-container", action="store_true",
+                   help="k8s: install in an initContainer into an emptyDir venv (HPM_VENV); the app "
+                   "container then starts warm, with no installer")
+    p.add_argument("--entrypoint", metavar="NAME|PKG:NAME",
+                   help="k8s: the manifest entrypoint the app container runs (sets HPM_ENTRYPOINT)")
     add_installer_options(p)
 
 
@@ -66,8 +71,17 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
             raise UsageError("--format k8s needs the image the Deployment runs: give --image IMAGE "
                              f"(or set {contract.IMAGE})", "e.g. --image registry.example.com/myapp:1.0")
         k8s.check_image(args.image)
+    elif args.init_container or args.entrypoint:
+        flag = "--init-container" if args.init_container else "--entrypoint"
+        raise UsageError(f"{flag} shapes the Kubernetes manifests: it needs --format k8s",
+                         f"e.g. hpm lock --format k8s {flag}{' serve' if flag == '--entrypoint' else ''}")
     target = lockmod.default_target(args.python_version, args.python_platform)
     plan = load_plan(args, environ, log)
+    if args.entrypoint:  # an unknown or ambiguous name is 66 before git and uv run
+        from hpm_boot.handover import choose_command
+
+        choose_command({"packages": [{"name": p.name, "entrypoints": p.entrypoints} for p in plan.packages]},
+                       args.entrypoint, [])
     if args.check:
         return _check_lock(args, plan, log)
     key = None if args.format == "json" else _signing_key(args, environ)  # a bad key fails before any work
@@ -103,7 +117,8 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     else:
         from hpm_boot.compose import k8s
 
-        out = k8s.manifests(text, name=args.name, image=args.image, plan=plan)
+        out = k8s.manifests(text, name=args.name, image=args.image, plan=plan,
+                            init_container=args.init_container, entrypoint=args.entrypoint)
     write_output(args.output or "-", out.encode(), log)
     return 0
 

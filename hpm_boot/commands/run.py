@@ -29,8 +29,9 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
 
     if args.ephemeral:
         return run_ephemeral(args, environ)
-    data, target, log = install.install_selection(args, environ, command=(args.entrypoint, args.cmd))
-    argv = handover.choose_command(data, args.entrypoint, args.cmd)
+    entrypoint, origin = handover.requested_entrypoint(args.entrypoint, environ)
+    data, target, log = install.install_selection(args, environ, command=(entrypoint, args.cmd, None, origin))
+    argv = handover.choose_command(data, entrypoint, args.cmd, None, origin)
     from_lock = args.lock or contract.LOCK_FILE in environ or contract.LOCK_B64 in environ
     raw = warmstart.lock_input(environ, args.lock) if from_lock else None
     if raw is not None and not any(k in environ for k in contract.KEY_VARS) and args.python is None:

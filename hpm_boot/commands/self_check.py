@@ -75,6 +75,7 @@ def collect(environ: Mapping[str, str]) -> dict[str, Any]:
     }  # fmt: skip
     problems: list[tuple[int, str]] = []
     report["msgspec"] = _msgspec(info, problems)
+    report["yaml"] = _yaml()
     report["installers"] = _installers(environ, problems)
     report["problems"] = [message for _, message in problems]
     report["exit_code"] = problems[0][0] if problems else 0
@@ -119,6 +120,16 @@ def _msgspec(info: dict[str, Any], problems: list[tuple[int, str]]) -> dict[str,
         "already_imported": already,
     }
     return out
+
+
+def _yaml() -> dict[str, Any]:
+    """Which PyYAML serves, and whether with libyaml (the pyz's wheel, else pure Python)."""
+    try:
+        import yaml
+    except (ImportError, HpmError) as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True, "version": getattr(yaml, "__version__", "?"), "libyaml": bool(yaml.__with_libyaml__),
+            "location": os.path.dirname(yaml.__file__ or "")}
 
 
 def _run_version(argv: list[str]) -> str | None:
@@ -176,6 +187,10 @@ def print_report(report: dict[str, Any]) -> None:
         rows.append(("import msgspec", f"ok, {result['version']} from {result['location']} ({how})"))
     else:
         rows.append(("import msgspec", f"FAILED (exit {result['exit_code']}): {result['error']}"))
+    y = report["yaml"]
+    kind = "with libyaml" if y.get("libyaml") else "pure Python (slower)"
+    rows.append(("import yaml", f"ok, {y['version']} {kind} from {y['location']}" if y["ok"]
+                 else f"FAILED: {y['error']}"))
     for place in report["cache"]["places"]:
         rows.append(("cache place", f"{place['path']}: {place['state']}"))
     uv = inst["uv"]

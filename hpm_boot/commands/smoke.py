@@ -244,9 +244,9 @@ def smoke_check(package: str, command: str, environment: Environment, environ: M
     if not argv:
         check.status, check.message = "fail", "entrypoint smoke is empty"
         return check
-    from hpm_boot.handover import target_program
+    from hpm_boot.handover import target_argv
 
-    argv[0] = target_program(argv[0], environment)  # as `hpm run` does
+    argv = target_argv(argv, environment)  # as `hpm run` does
     _run(check, argv, environ, timeout, cwd=None)
     if check.status == "pass":
         check.message = command

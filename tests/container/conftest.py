@@ -49,6 +49,7 @@ def report(extra=None):
             except OSError:
                 pass
     data = {"pid": os.getpid(), "uid": os.getuid(), "argv": sys.argv[1:], "exe": sys.executable,
+            "prefix": sys.prefix, "path": sys.path,
             "file": __file__, "procs": procs, "env_lock": "HPM_LOCK_B64" in os.environ,
             "virtual_env": os.environ.get("VIRTUAL_ENV")}
     data.update(extra or {})
@@ -78,6 +79,7 @@ MANIFESTS = {
         "entrypoints:\n"
         '  serve: "python3 -m hpmtest_probe serve --port 8001"\n'
         '  smoke: "python3 -m hpmtest_probe smoke"\n'
+        '  bare: "python -m hpmtest_probe bare"\n'
     ),
     "hpmtest-devplug": (
         "version: 0.1.0\nrequires: {hpmtest-probe: \">=1\"}\n"

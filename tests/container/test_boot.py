@@ -23,7 +23,8 @@ def test_1_lock_b64_installs_then_cmd_is_pid_1(images, make_lock, run_container)
     probe = run.probe
     assert probe["argv"] == ["a", "b c", "--exit", "0"]
     assert probe["pid"] == 1, probe  # hpm exec'd the app: it took over PID 1
-    assert probe["procs"] == {"1": "python3 -m hpmtest_probe a b c --exit 0"}  # no hpm left anywhere
+    # no hpm left anywhere; argv[0] is the interpreter's path (docs/running.md, "Exec")
+    assert probe["procs"] == {"1": "/usr/bin/python3 -m hpmtest_probe a b c --exit 0"}
     assert probe["env_lock"] is False  # the payload is not passed on to the app
     assert probe["file"].startswith("/usr/local/lib/python3"), probe["file"]  # system site (PEP 668 image)
     assert "installing with uv: 2 requirement(s)" in run.log
@@ -97,7 +98,7 @@ def test_5_non_root_read_only_venv_on_a_volume(engine, images, make_lock, run_co
     run = run_container(images.nonroot, "python3", "-m", "hpmtest_probe", "ro", env=env, args=args)
     probe = run.probe
     assert probe["uid"] == 10001 and probe["pid"] == 1
-    assert probe["exe"] == "/venv/bin/python3" and probe["virtual_env"] == "/venv"
+    assert probe["exe"] == "/venv/bin/python" and probe["virtual_env"] == "/venv"  # argv[0]: the target
     assert probe["file"].startswith("/venv/lib/python3"), probe["file"]
     assert "created virtual environment /venv" in run.log
     # a new container on the same volume: warm, no installer
@@ -183,6 +184,63 @@ def test_8_stop_during_install_is_prompt(engine, images, make_lock, tools, conta
     assert "PROBE" not in engine("logs", name).stdout
 
 
+@pytest.mark.parametrize("word", ["python", "python3", "python3.11"])
+def test_python_word_finds_its_prefix_on_an_image_without_python(images, make_lock, run_container, word):
+    """The base image has python3 only. `python` in CMD and in a manifest entrypoint is the
+    target interpreter, exec'd with its path as argv[0]: sys.executable, the prefix and
+    the site-packages hpm installed into are found (the app imports what was installed)."""
+    if word == "python3.11" and images.python_version != "3.11":
+        pytest.skip(f"the base image has Python {images.python_version}")
+    probe_cmd = run_container(images.root, "-c", "command -v python || echo none",
+                              args=["--entrypoint", "sh"]).proc.stdout.strip()
+    assert probe_cmd == "none"  # the premise: no `python` on this image
+    env = {"HPM_LOCK_B64": make_lock("hpmtest-probe")}
+    # CMD (root image: installs into the image's /usr interpreter)
+    probe = run_container(images.root, word, "-m", "hpmtest_probe", "cmd", env=env).probe
+    assert probe["argv"] == ["cmd"] and probe["exe"] == "/usr/bin/python3" and probe["prefix"] == "/usr"
+    assert probe["file"].startswith("/usr/local/lib/python3"), probe
+    assert probe["procs"]["1"].startswith("/usr/bin/python3 -m hpmtest_probe"), probe["procs"]
+    # a manifest entrypoint `python -m ...`, as the issue reproduced it (--entrypoint python3 IMAGE ...)
+    probe = run_container(images.root, "/opt/hpm/hpm.pyz", "run", "--entrypoint", "bare", env=env,
+                          args=["--entrypoint", "python3"]).probe
+    assert probe["argv"] == ["bare"] and probe["exe"] == "/usr/bin/python3", probe
+    assert any(p.endswith("dist-packages") for p in probe["path"]), probe["path"]
+
+
+def test_python_word_in_a_venv_target(engine, images, make_lock, run_container):
+    volume = engine.name("vol-argv0")
+    env = {"HPM_LOCK_B64": make_lock("hpmtest-probe"), "HPM_ENTRYPOINT": "bare"}
+    for attempt in ("cold", "warm"):
+        probe = run_container(images.nonroot, env=env, args=["-v", f"{volume}:/venv"]).probe
+        assert probe["argv"] == ["bare"], attempt
+        assert probe["exe"] == "/venv/bin/python" and probe["prefix"] == "/venv", (attempt, probe)
+        assert probe["file"].startswith("/venv/lib/python3"), (attempt, probe)
+
+
+def test_hpm_entrypoint_without_a_command_override(engine, images, make_lock, run_container):
+    """`docker run -e HPM_ENTRYPOINT=serve IMAGE` runs the plugin's service (the images
+    have no CMD); a command given becomes its arguments; unknown is 66 with the list."""
+    env = {"HPM_LOCK_B64": make_lock("hpmtest-probe"), "HPM_ENTRYPOINT": "serve"}
+    name = engine.name("hpm-entrypoint")
+    run = run_container(images.root, env=env, rm=False, args=["--name", name])
+    assert run.probe["argv"] == ["serve", "--port", "8001"] and run.probe["pid"] == 1
+    again = engine("start", "-a", name)  # the warm start, the same rule
+    assert '"argv": ["serve", "--port", "8001"]' in again.stdout, again.stderr
+    assert "already installed" in again.stderr
+    run = run_container(images.root, "--debug", env={**env, "HPM_ENTRYPOINT": "hpmtest-probe:serve"})
+    assert run.probe["argv"] == ["serve", "--port", "8001", "--debug"]
+    run = run_container(images.root, "python3", "-m", "hpmtest_probe", "adhoc",
+                        env={**env, "HPM_ENTRYPOINT": ""})
+    assert run.probe["argv"] == ["adhoc"]  # empty: unset, the command runs as given
+    run = run_container(images.root, env={**env, "HPM_ENTRYPOINT": "nope"}, check=66)
+    first = next(line for line in run.log.splitlines() if line.startswith("hpm: error:"))
+    assert first == "hpm: error: no entrypoint 'nope' in the plan (HPM_ENTRYPOINT=nope)", run.log
+    assert "hpmtest-probe:bare, hpmtest-probe:serve, hpmtest-probe:smoke" in run.log
+    # neither a command nor HPM_ENTRYPOINT: 2, saying what to give
+    run = run_container(images.root, env={"HPM_LOCK_B64": env["HPM_LOCK_B64"]}, check=2)
+    assert "nothing to run" in run.log and "HPM_ENTRYPOINT=NAME" in run.log
+
+
 def test_image_env_and_layout(images, run_container):
     run = run_container(images.root, "-c", "import os; print(os.environ['UV_COMPILE_BYTECODE'], "
                         "os.environ['UV_LINK_MODE'], os.environ['UV_CACHE_DIR'], "
@@ -205,15 +263,17 @@ def test_ready_file_on_cold_and_warm_start(engine, images, make_lock, run_contai
 
 
 def test_the_bundled_example_as_docs_containers_md_runs_it(images, run_container, tmp_path):
-    """docs/containers.md, "Inject": the image's default CMD is the bundled example's app;
-    the example's local sources are mounted where the lock names them."""
+    """docs/containers.md, "Inject": the image has no CMD, the command comes at run time
+    (here the bundled example's app); the example's local sources are mounted where the
+    lock names them."""
     examples = tmp_path / "examples"
     shutil.copytree(ROOT / "examples", examples, ignore=shutil.ignore_patterns("remotes", "checkouts"))
     for p in [examples, *examples.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     lock = hpm_host("-r", str(examples / "registry"), "lock", "-g", "rag", "-p", "vector-db=qdrant-adapter",
                     "--format", "b64", "--python-version", images.python_version).stdout.strip()
-    run = run_container(images.root, env={"HPM_LOCK_B64": lock}, args=["-v", f"{examples}:{examples}:ro"])
+    run = run_container(images.root, "python3", "-m", "app_core", env={"HPM_LOCK_B64": lock},
+                        args=["-v", f"{examples}:{examples}:ro"])
     assert run.proc.stdout.splitlines() == [
         "app-core 1.2.0 (RUN_MODE=prod)",
         "  reranker: BGE reranker (reranker-bge 0.1.0)",

@@ -43,8 +43,8 @@ def test_smoke_in_the_image_fails_on_a_broken_package(images, make_lock, run_con
 
 
 def hpm_docker(images, container_registry, container_wheelhouse,
-               *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "UV_OFFLINE": "1", "UV_FIND_LINKS": "/wheels"}
+               *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "UV_OFFLINE": "1", "UV_FIND_LINKS": "/wheels", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "hpm_boot", "docker", "run", "--engine", ENGINE_NAME, "--image", images.root,
          "--registry", str(container_registry), "--no-index", "--find-links", str(container_wheelhouse),
@@ -74,3 +74,25 @@ def test_hpm_docker_run_manifest_entrypoint(images, container_registry, containe
                       "--python-version", images.python_version, "--entrypoint", "serve")
     assert proc.returncode == 0, proc.stderr
     assert probe_of(proc)["argv"] == ["serve", "--port", "8001"]
+
+
+def test_hpm_docker_run_mounts_a_lock_too_large_for_the_environment(images, container_registry,
+                                                                    container_wheelhouse, tmp_path):
+    from hpm_boot import payload
+    from tests.container.conftest import hpm_host
+    from tests.test_dockerrun import inflate
+
+    big = tmp_path / "big.json"
+    hpm_host("lock", "--registry", str(container_registry), "--with", "hpmtest-probe", "--python-version",
+             images.python_version, "--no-index", "--find-links", str(container_wheelhouse), "-o", str(big))
+    inflate(big)
+    assert len(payload.encode(json.loads(big.read_text()))) > payload.MAX_BYTES
+    proc = hpm_docker(images, container_registry, container_wheelhouse, "--lock", str(big), "--",
+                      "python3", "-m", "hpmtest_probe", "mounted",
+                      env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert proc.returncode == 0, proc.stderr
+    probe = probe_of(proc)
+    assert probe["argv"] == ["mounted"] and probe["pid"] == 1 and probe["env_lock"] is False
+    assert "lock from HPM_LOCK_FILE=/etc/hpm/lock.hpm1" in proc.stderr, proc.stderr
+    assert "installing with uv: 2 requirement(s)" in proc.stderr  # the fillers' markers never apply
+    assert list((tmp_path / "xdg" / "hpm" / "docker-locks").iterdir())  # the file that was mounted
