@@ -265,7 +265,8 @@ def test_cli_init_container_and_entrypoint(tmp_path: Path, wheelhouse: Path,
     (reg / "app.yaml").write_text(
         "name: hpmtest-app\nversion: 1.0.0\nsources: {prod: {type: pypi}}\n"
         "entrypoints: {serve: hpmtest-app --port 8001}\n")
-    base = ["lock", "-r", str(reg), "--with", "hpmtest-app", "--no-index", "--find-links", str(wheelhouse)]
+    base = ["lock", "-r", str(reg), "--with", "hpmtest-app", "--no-index", "--find-links", str(wheelhouse),
+            "--image", "registry.example.com/app:1.0"]
     env = dict(os.environ)
     assert cli.main([*base, "--format", "k8s", "--init-container", "--entrypoint", "serve"], env) == 0
     _, deployment = split(capsys.readouterr().out)
