@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("json", "b64", "env", "docker", "k8s"), default="json",
                    help="json: the lock file; b64: the HPM_LOCK_B64 value; env: a HPM_LOCK_B64= line; "
                    "docker: -e arguments; k8s: a Secret and a Deployment that reads it")
-    add_target_options(p, "the running interpreter's")
+    add_target_options(p, "the running interpreter's and this machine's", repeatable=True)
     p.add_argument("--sign-key-file", metavar="FILE",
                    help="sign the payload with HMAC-SHA256 (default: HPM_LOCK_KEY / HPM_LOCK_KEY_FILE)")
     p.add_argument("--check", action="store_true",
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
 
         k8s.check_name(args.name)
         k8s.check_image(args.image)
-    target = lockmod.default_target(args.python_version, args.python_platform)
+    targets = lockmod.default_targets(args.python_version, args.python_platform)
     plan = load_plan(args, environ, log)
     if args.check:
         return _check_lock(args, plan, log)
@@ -68,8 +69,11 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     _check_writable_output(args.output or (DEFAULT_FILE if args.format == "json" else "-"))
     options = installer_options(args)
     uv = find_uv(environ) if any(p.manager in ("uv", "pip") for p in plan.packages) else None
-    lock = lockmod.make_lock(plan, target, uv=uv, uv_args=options.uv_args(), environ=environ)
+    lock = lockmod.make_lock(plan, targets, uv=uv, uv_args=options.uv_args(), environ=environ)
     warnings = lockmod.lock_warnings(lock)
+    if args.format != "json" and not args.python_platform and sys.platform != "linux":
+        warnings.append(f"no --python-platform: locked for this machine ({targets[0].python_platform}), "
+                        "not for a Linux container; give --python-platform, e.g. x86_64-manylinux_2_28")
     if args.format == "json":
         out = lockmod.to_json(lock).decode("utf-8")
     else:
@@ -79,9 +83,9 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
             warnings.append(size_warning)
     for warning in warnings:
         log.warning(warning)
-    log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "
-             f"{target.python_version}{' ' + target.python_platform if target.python_platform else ''} "
-             f"({log.elapsed():.2f} s)")
+    files = sum(len(p.files) for p in lock.pins)
+    log.emit("info", f"locked {len(lock.packages)} packages, {len(lock.pins)} pins ({files} files) for "
+             f"{lockmod.describe_targets(lock.targets)} ({log.elapsed():.2f} s)")
     if args.format == "json":
         write_output(args.output or DEFAULT_FILE, out.encode("utf-8"), log)
         return 0
@@ -134,10 +138,14 @@ def _check_lock(args: argparse.Namespace, plan: Plan, log: Log) -> int:
     stale = []
     if lock.plan_digest != lockmod.plan_digest(plan):
         stale.append("the registry or the selection changed since it was made")
-    for flag, want, have in (("--python-version", args.python_version, lock.target.python_version),
-                             ("--python-platform", args.python_platform, lock.target.python_platform)):
-        if want is not None and want != have:
-            stale.append(f"it was made for {flag} {have or '(none)'}, not {want}")
+    have_versions = sorted({t.python_version for t in lock.targets})
+    have_platforms = [t.python_platform for t in lock.targets]
+    if args.python_version is not None and have_versions != [args.python_version]:
+        stale.append(f"it was made for --python-version {', '.join(have_versions)}, "
+                     f"not {args.python_version}")
+    if args.python_platform is not None and list(dict.fromkeys(args.python_platform)) != have_platforms:
+        stale.append(f"it was made for --python-platform {', '.join(map(str, have_platforms))}, "
+                     f"not {', '.join(args.python_platform)}")
     if stale:
         log.emit("error", f"{path} is out of date: {'; '.join(stale)}; run `hpm lock` again")
         return 1

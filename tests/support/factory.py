@@ -49,6 +49,7 @@ __all__ = [
     "import_name",
     "make_git_repo",
     "make_project",
+    "make_pypi_like",
     "make_venv",
     "make_wheelhouse",
     "normalize",
@@ -219,6 +220,56 @@ def make_wheelhouse(dir: StrPath, specs: Iterable[PkgLike]) -> Path:
     for spec in specs:
         pkg = _as_pkg(spec)
         backend.write_wheel(pkg.project(), dict(pkg.files()), root)
+    return root
+
+
+#: the interpreters and platforms of a PyPI-like wheelhouse: 5 x 12 = 60 wheels a version
+PYPI_PYTHONS: tuple[str, ...] = ("cp310", "cp311", "cp312", "cp313", "cp314")
+PYPI_PLATFORMS: tuple[str, ...] = (
+    "manylinux_2_17_x86_64.manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_aarch64",
+    "manylinux_2_28_aarch64", "musllinux_1_2_x86_64", "musllinux_1_2_aarch64", "macosx_11_0_arm64",
+    "macosx_10_12_x86_64", "win_amd64", "win_arm64", "win32", "manylinux_2_39_x86_64",
+)
+
+
+def make_pypi_like(dir: StrPath, specs: Iterable[PkgLike], pythons: Sequence[str] = PYPI_PYTHONS,
+                   platforms: Sequence[str] = PYPI_PLATFORMS, sdist: bool = True) -> Path:
+    """A wheelhouse that looks like PyPI: every spec as one wheel per interpreter and
+    platform (``pythons`` x ``platforms``: 60 files by default) plus an sdist, each file's
+    bytes different (its zip comment names it), so every file has its own sha256.
+
+    The wheels are renamed copies of one pure-Python wheel: installers go by the file
+    name's tags. Returns ``dir``.
+    """
+    import tarfile
+    import zipfile
+
+    root = Path(dir)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = root / ".build"
+    for spec in specs:
+        pkg = _as_pkg(spec)
+        built = Path(backend.write_wheel(pkg.project(), dict(pkg.files()), scratch))
+        built = built if built.is_absolute() else scratch / built
+        stem = built.name.split("-py3-")[0]
+        for py in pythons:
+            for plat in platforms:
+                dest = root / f"{stem}-{py}-{py}-{plat}.whl"
+                shutil.copyfile(built, dest)
+                with zipfile.ZipFile(dest, "a") as z:
+                    z.comment = dest.name.encode()
+        if sdist:
+            base = f"{stem}"
+            tar = root / f"{base}.tar.gz"
+            info_dir = scratch / base
+            info_dir.mkdir(parents=True, exist_ok=True)
+            (info_dir / "PKG-INFO").write_text(
+                f"Metadata-Version: 2.1\nName: {pkg.name}\nVersion: {pkg.version}\n"
+                + "".join(f"Requires-Dist: {d}\n" for d in pkg.deps))
+            with tarfile.open(tar, "w:gz") as t:
+                t.add(info_dir, arcname=base)
+        built.unlink()
+    shutil.rmtree(scratch, ignore_errors=True)
     return root
 
 
