@@ -535,9 +535,11 @@ class _Stream:
                     zf.start_dir = self.tell()  # where zipfile writes the next member
                 keep = stored or name.startswith("_wheels/")
                 zf.writestr(_info(name, epoch, keep), data, compresslevel=None if keep else 9)
-            if comment:
+            directory = sum(46 + len(name) for name in files) + 22 + len(comment)
+            if comment or self.tell() + directory - self.last > RESCUE_GAP:
                 self.rescue()
                 zf.start_dir = self.tell()
+            if comment:
                 zf.comment = comment
         if self.tell() - self.last > 0xFFFF:
             raise BuildError("zip directory too large for the rescue zips; raise PART_SIZE")
