@@ -284,6 +284,12 @@ def transactions(lock: Mapping[str, Any], target: Environment, options: Installe
         uv = options.uv or uvbin.find_uv(environ)
         argv = [uv, "pip", "install", "--python", target.python, "--no-deps", "-r", file,
                 *options.uv_args()]
+        if not (options.no_index or options.offline):
+            # a package's own index, searched before the default one (uv's first-index
+            # strategy): a same-named package elsewhere is never taken instead, and the
+            # hashes hold the file to the one locked
+            indexes = sorted({p["index"] for p in packages if p.get("index") and p.get("manager") == "uv"})
+            argv += [a for i in indexes for a in ("--extra-index-url", i)]
         if all(pin_hashes(p) for p in uv_pins):
             argv.append("--require-hashes")
         platform = lock.get("target", {}).get("python_platform")

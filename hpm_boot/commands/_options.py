@@ -127,7 +127,8 @@ def add_target_options(parser: argparse.ArgumentParser, default: str, repeatable
     """``--python-version`` and ``--python-platform``: the interpreter a lock is made for;
     ``default`` says whose they are when not given. ``repeatable``: one lock for several
     platforms (``args.python_platform`` is then a list or None)."""
-    parser.add_argument("--python-version", metavar="X.Y", help=f"lock for this Python (default: {default})")
+    parser.add_argument("--python-version", metavar="X.Y", action="append" if repeatable else "store",
+                        help=f"lock for this Python (default: {default})")
     parser.add_argument("--python-platform", metavar="PLATFORM", action="append" if repeatable else "store",
                         help=f"lock for this platform, in uv's spelling, e.g. x86_64-manylinux_2_28 "
                         f"({'repeatable: one lock with the files of each; ' if repeatable else ''}"

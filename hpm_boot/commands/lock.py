@@ -140,9 +140,10 @@ def _check_lock(args: argparse.Namespace, plan: Plan, log: Log) -> int:
         stale.append("the registry or the selection changed since it was made")
     have_versions = sorted({t.python_version for t in lock.targets})
     have_platforms = [t.python_platform for t in lock.targets]
-    if args.python_version is not None and have_versions != [args.python_version]:
+    want_versions = sorted(set(args.python_version)) if args.python_version else None
+    if want_versions is not None and have_versions != want_versions:
         stale.append(f"it was made for --python-version {', '.join(have_versions)}, "
-                     f"not {args.python_version}")
+                     f"not {', '.join(want_versions)}")
     if args.python_platform is not None and list(dict.fromkeys(args.python_platform)) != have_platforms:
         stale.append(f"it was made for --python-platform {', '.join(map(str, have_platforms))}, "
                      f"not {', '.join(args.python_platform)}")

@@ -29,7 +29,7 @@ from hpm_boot.errors import (
     ResolutionError,
     UsageError,
 )
-from hpm_boot.log import mask_credentials
+from hpm_boot.log import mask_credentials, strip_credentials
 from hpm_boot.uvbin import find_uv
 
 LOCK_VERSION = 2
@@ -161,8 +161,10 @@ def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None) ->
         spec = source.version or f"=={p.version}"
         if p.manager == "conda":
             return LockedPackage(**common, requirement=f"{dist}{spec}", source="pypi")
+        # the lock keeps the index without credentials: the installing environment has its
+        # own (uv's UV_INDEX_* variables, netrc, keyring)
         return LockedPackage(**common, requirement=f"{dist}{_extras(p)}{spec}", source="pypi",
-                             index=source.index)
+                             index=strip_credentials(source.index) if source.index else None)
     if isinstance(source, UrlSource):
         frag = f"#sha256={source.sha256}" if source.sha256 else ""
         return LockedPackage(**common, requirement=f"{p.name}{_extras(p)} @ {source.url}{frag}",
@@ -288,13 +290,20 @@ def plan_digest(plan: Plan) -> str:
     return payload.digest(data)
 
 
-def default_targets(python_version: str | None, python_platforms: Sequence[str] | None) -> list[Target]:
+def default_targets(python_version: str | Sequence[str] | None,
+                    python_platforms: Sequence[str] | None) -> list[Target]:
     """The targets ``hpm lock`` makes a lock for: ``--python-version`` (default the running
     Python's X.Y) with each ``--python-platform`` (repeatable; default this machine's, in
     uv's spelling). A platform hpm cannot tell the tags of is a usage error (2) naming it."""
     from hpm_boot.install import host_platform_name
     from hpm_boot.target import host_platform, known_platforms, parse_platform
 
+    if python_version is not None and not isinstance(python_version, str):
+        versions = list(dict.fromkeys(python_version))
+        if len(versions) > 1:
+            raise UsageError(f"--python-version given {len(versions)} times ({', '.join(versions)}): a lock "
+                             "is for one --python-version", "make one lock per Python version")
+        python_version = versions[0] if versions else None
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
         raise UsageError(f"--python-version {version!r}: expected a version like 3.12")
@@ -437,6 +446,11 @@ def merge_targets(per_target: Sequence[Sequence[Pin]]) -> list[Pin]:
     return sorted(out, key=lambda pin: (pin.name, pin.version or "", pin.markers or "", pin.targets))
 
 
+def source_index(p: PlannedPackage) -> str | None:
+    """The index a planned pypi package names in its manifest, as given (credentials too)."""
+    return p.source.index if isinstance(p.source, PypiSource) else None
+
+
 def make_lock(
     plan: Plan,
     targets: Target | Sequence[Target],
@@ -456,7 +470,8 @@ def make_lock(
     packages = [lock_package(p, environ) for p in plan.packages]
     compiled = [p for p in packages if p.manager in ("uv", "pip")]
     requirements = [p.requirement for p in compiled]
-    indexes = sorted({p.index for p in compiled if p.index})
+    # the manifests' own index URLs, credentials and all: the compile needs them; the lock does not keep them
+    indexes = sorted({i for p in plan.packages if p.manager in ("uv", "pip") and (i := source_index(p))})
     extra = [*uv_args, *(a for i in indexes for a in ("--extra-index-url", i))]
     editables = {p.path: p.name for p in compiled if p.editable and p.path}
     pins: list[Pin] = []
