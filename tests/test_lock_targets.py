@@ -216,7 +216,8 @@ def test_index_credentials_are_masked_and_not_in_the_lock(registry: Path, pypi: 
     assert '"index": "https://packages.example.invalid/simple"' in text
     # the container installs with the package's own index too, credentials from its environment
     venv = tmp_path / "venv"
-    done = hpm("install", "--lock", path, "--find-links", pypi, env={"HPM_VENV": str(venv), "HPM_LOG": "debug"})
+    done = hpm("install", "--lock", path, "--find-links", pypi,
+               env={"HPM_VENV": str(venv), "HPM_LOG": "debug"})
     assert done.returncode == 0, done.stderr
     assert "--extra-index-url https://packages.example.invalid/simple" in done.stderr
     assert "s3cr3t" not in done.stderr
