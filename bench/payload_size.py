@@ -251,7 +251,8 @@ def msgspec_builtins(pin: Any) -> dict[str, Any]:
 ISSUE_PLATFORMS = (
     "manylinux_2_17_x86_64.manylinux2014_x86_64", "manylinux_2_17_aarch64.manylinux2014_aarch64",
     "musllinux_1_2_x86_64", "musllinux_1_2_aarch64", "macosx_11_0_arm64", "macosx_10_12_x86_64",
-    "win_amd64", "win_arm64", "win32", "manylinux_2_17_i686", "manylinux_2_17_ppc64le", "manylinux_2_17_s390x",
+    "win_amd64", "win_arm64", "win32", "manylinux_2_17_i686", "manylinux_2_17_ppc64le",
+    "manylinux_2_17_s390x",
 )
 
 
