@@ -221,3 +221,47 @@ def test_index_credentials_are_masked_and_not_in_the_lock(registry: Path, pypi: 
     assert done.returncode == 0, done.stderr
     assert "--extra-index-url https://packages.example.invalid/simple" in done.stderr
     assert "s3cr3t" not in done.stderr
+
+
+def test_format_pylock_installs_with_uv(registry: Path, pypi: Path, tmp_path: Path, uv_bin: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    done = hpm("lock", "-r", registry, "--with", "hpmtest-app", "--no-index", "--find-links", pypi,
+               "--python-platform", X86, "--python-platform", ARM, "--format", "pylock", "-o", out)
+    assert done.returncode == 0, done.stderr
+    import tomllib
+
+    doc = tomllib.loads(out.read_text())
+    assert doc["lock-version"] == "1.0" and doc["requires-python"] == f">={PY}"
+    assert len(doc["environments"]) == 2
+    pkgs = {p["name"]: p for p in doc["packages"]}
+    assert "platform_machine == 'aarch64'" in pkgs["hpmtest-armdep"]["marker"]
+    assert "marker" not in pkgs["hpmtest-core"]
+    wheels = pkgs["hpmtest-core"]["wheels"]
+    assert len(wheels) == 4 and all(w["hashes"]["sha256"] == sha(pypi / w["name"])[7:] for w in wheels)
+    assert json.loads(doc["tool"]["hpm"]["lock"])["targets"][1]["python_platform"] == ARM
+    # uv installs it, for real (PEP 751 support is behind uv's preview switch)
+    venv = tmp_path / "venv"
+    subprocess.run([uv_bin, "venv", "-q", venv], check=True)
+    installed = subprocess.run([uv_bin, "pip", "install", "--preview", "--python", venv_python(venv),
+                                "-r", out], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    assert (site / "hpmtest_core-2.0.0.dist-info").is_dir()
+    assert (site / "hpmtest_app-1.0.0.dist-info").is_dir()
+    # a file name pylock.toml does not allow is a usage error before anything runs
+    bad = hpm("lock", "-r", registry, "--with", "hpmtest-app", "--format", "pylock", "-o", tmp_path / "x.toml")
+    assert bad.returncode == 2 and "pylock.NAME.toml" in bad.stderr
+
+
+def test_pylock_without_a_good_hash_is_refused() -> None:
+    from hpm_boot.compose import lock as lockmod
+    from hpm_boot.errors import InstallerFailedError
+
+    base = 'lock-version = "1.0"\n[[packages]]\nname = "x"\nversion = "1"\n'
+    for wheel, words in (('{ url = "https://h/x-1-py3-none-any.whl" }', "has no sha256 hash"),
+                         ('{ url = "https://u:pw@h/x-1-py3-none-any.whl", hashes = { sha256 = "zz" } }',
+                          "has a malformed sha256 hash")):
+        with pytest.raises(InstallerFailedError) as err:
+            lockmod.parse_pylock_files(base + f"wheels = [{wheel}]\n")
+        assert words in err.value.message and "pw" not in err.value.message
+        assert err.value.message.startswith("pylock.toml: x 1: the file x-1-py3-none-any.whl")

@@ -343,6 +343,12 @@ def parse_pylock_files(text: str) -> dict[tuple[str, str], list[File]]:
         data = _toml(text)
     except ValueError as exc:
         raise InstallerFailedError(f"uv pip compile wrote a pylock.toml hpm cannot read: {exc}") from None
+    return pylock_files(data)
+
+
+def pylock_files(data: Mapping[str, Any]) -> dict[tuple[str, str], list[File]]:
+    """``parse_pylock_files`` of already parsed TOML. A file without a well-formed sha256
+    is 74 naming it: a lock file hpm cannot verify is not written."""
     out: dict[tuple[str, str], list[File]] = {}
     for package in data.get("packages", []):
         if "version" not in package:
@@ -352,9 +358,14 @@ def parse_pylock_files(text: str) -> dict[tuple[str, str], list[File]]:
         for entry in entries:
             where = entry.get("url") or entry.get("path") or ""
             name = entry.get("name") or where.rstrip("/").rpartition("/")[2]
-            sha = entry.get("hashes", {}).get("sha256")
-            if name and sha:
-                files.append(File(name=name.partition("#")[0], hash=f"sha256:{sha}", size=entry.get("size")))
+            sha = entry.get("hashes", {}).get("sha256") if isinstance(entry.get("hashes"), dict) else None
+            if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise InstallerFailedError(
+                    mask_credentials(f"pylock.toml: {package['name']} {package['version']}: the file "
+                                     f"{name or where or '?'} has {'no' if sha is None else 'a malformed'} "
+                                     "sha256 hash"),
+                    "the index must give every file's sha256 (PEP 503 #sha256= or PEP 691 hashes)")
+            files.append(File(name=name.partition("#")[0], hash=f"sha256:{sha}", size=entry.get("size")))
         out[(_dist_name(package["name"]), str(package["version"]))] = files
     return out
 
@@ -365,6 +376,7 @@ def compile_files(
     uv: str,
     extra_args: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    pylocks: list[dict[str, Any]] | None = None,
 ) -> dict[tuple[str, str], list[File]]:
     """The files ``target`` can install for each pin of ``requirements``' closure, from
     ``uv pip compile --format pylock.toml`` (PEP 751) for that target."""
@@ -372,8 +384,10 @@ def compile_files(
            "--python-version", target.python_version, *extra_args]
     if target.python_platform:
         cmd += ["--python-platform", target.python_platform]
-    out = _run_compile(cmd, requirements, environ, target)
-    return parse_pylock_files(out)
+    data = _toml(_run_compile(cmd, requirements, environ, target))
+    if pylocks is not None:
+        pylocks.append(data)
+    return pylock_files(data)
 
 
 def _run_compile(cmd: list[str], requirements: Sequence[str], environ: Mapping[str, str] | None,
@@ -406,13 +420,14 @@ def lock_target(
     extra_args: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
     editable_names: Mapping[str, str] | None = None,
+    pylocks: list[dict[str, Any]] | None = None,
 ) -> list[Pin]:
     """The closure for one target, each pin from an index or wheelhouse with the files the
     target can install (and no other hash); a pin without one is 78 naming it and the target."""
     pins = compile_pins(requirements, target, uv, extra_args, environ, editable_names)
-    if not any(pin.version for pin in pins):
+    if not any(pin.version for pin in pins) and pylocks is None:
         return pins
-    files = compile_files(requirements, target, uv, extra_args, environ)
+    files = compile_files(requirements, target, uv, extra_args, environ, pylocks)
     out = []
     for pin in pins:
         if pin.version is None:
@@ -457,6 +472,7 @@ def make_lock(
     uv: str | None = None,
     uv_args: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    pylocks: list[dict[str, Any]] | None = None,
 ) -> Lock:
     """Freeze ``plan`` for ``targets``: resolve git SHAs, compile the closure with uv for
     each target, keep each pin's files its targets can install.
@@ -465,6 +481,7 @@ def make_lock(
     target); conda packages are recorded as conda specs and not compiled. A pypi source
     with its own ``index`` adds that index to the compile (``--extra-index-url``). ``environ``
     is the environment of git and uv (default ``os.environ``); uv is ``uv``, else found in it.
+    ``pylocks``, when given, receives uv's pylock.toml of each target (for ``compose.pylock``).
     """
     targets = [targets] if isinstance(targets, Target) else list(targets)
     packages = [lock_package(p, environ) for p in plan.packages]
@@ -477,7 +494,8 @@ def make_lock(
     pins: list[Pin] = []
     if requirements:
         uv = uv or find_uv(environ)
-        pins = merge_targets([lock_target(requirements, t, uv, extra, environ, editables) for t in targets])
+        pins = merge_targets([lock_target(requirements, t, uv, extra, environ, editables, pylocks)
+                              for t in targets])
     return Lock(
         version=LOCK_VERSION,
         hpm=__version__,
