@@ -22,16 +22,8 @@ from hpm_boot.errors import (
 )
 from hpm_boot.fsutil import nearest_existing
 from hpm_boot.log import mask_credentials
-from hpm_boot.target import (
-    Environment,
-    canonical_name,
-    choose_target,
-    describe_host,
-    file_path,
-    for_target,
-    host_platform,
-    missing,
-)
+from hpm_boot.platforms import choose_target, describe_host, for_target, host_platform, host_platform_name
+from hpm_boot.target import Environment, canonical_name, file_path, missing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -208,20 +200,6 @@ def check_target(lock: Mapping[str, Any], target: Environment) -> dict[str, Any]
 
 def describe_target(target: Mapping[str, Any]) -> str:
     return f"Python {target.get('python_version')} {target.get('python_platform') or '(any platform)'}"
-
-
-def host_platform_name(host: tuple[str, str, str, str]) -> str:
-    """uv's --python-platform spelling of ``host`` (the nearest level uv knows)."""
-    os_name, machine, libc, level = host
-    if os_name == "linux" and libc == "musl":
-        return f"{machine}-unknown-linux-musl"
-    if os_name == "linux":
-        minor = int(level.split(".")[1]) if level.count(".") == 1 and level.split(".")[1].isdigit() else 17
-        known = [n for n in (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40) if n <= minor] or [17]
-        return f"{machine}-manylinux_2_{known[-1]}"
-    if os_name == "macos":
-        return f"{'aarch64' if machine in ('arm64', 'aarch64') else machine}-apple-darwin"
-    return "windows" if os_name.startswith("win") else f"{machine}-{os_name}"
 
 
 # ---------------------------------------------------------------- transactions

@@ -19,21 +19,14 @@ from __future__ import annotations
 
 from hpm_boot import contract, fastargs
 from hpm_boot.handover import choose_command, entrypoints_of, hand_over, quote_argv, split_command
-from hpm_boot.target import (
-    Environment,
-    applicable,
-    choose_target,
-    for_target,
-    missing,
-    same_python,
-    state_path,
-    target_environment,
-)
+from hpm_boot.target import applicable, missing, same_python, state_path, target_environment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
+
+    from hpm_boot.target import Environment
 
 
 STAMP_NAME = ".hpm-boot-stamp"
@@ -170,11 +163,14 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
                 return None
             import sys
 
+            from hpm_boot.platforms import choose_target, for_target
+
             python_version = (target.python_version if target is not None
                               else f"{sys.version_info[0]}.{sys.version_info[1]}")
             index = choose_target(lock, python_version)
             if index is None:
                 from hpm_boot.install import check_target  # none fits: 78, naming both
+                from hpm_boot.target import Environment
 
                 check_target(lock, target or Environment(sys.executable, python_version, []))
                 return None

@@ -241,31 +241,32 @@ requires-python = ">=3.12"
 [[packages]]
 name = "Hpmtest_A"
 version = "1.0.0"
-sdist = { url = "https://files.example/a-1.0.0.tar.gz", size = 9, hashes = { sha256 = "aa" } }
+sdist = { url = "https://files.example/a-1.0.0.tar.gz", size = 9, hashes = { sha256 = "@A" } }
 wheels = [
-    { url = "https://f.example/a-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl#x", size = 5,
-      hashes = { sha256 = "bb" } },
-    { url = "https://f.example/a-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl", hashes = { sha256 = "cc" } },
+    { url = "https://f/a-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl", size = 5, hashes = { sha256 = "@B" } },
+    { url = "https://f.example/a-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl", hashes = { sha256 = "@C" } },
 ]
 
 [[packages]]
 name = "hpmtest-sdist"
 version = "2.0"
-sdist = { url = "https://files.example/hpmtest_sdist-2.0.tar.gz", hashes = { sha256 = "dd" } }
+sdist = { url = "https://files.example/hpmtest_sdist-2.0.tar.gz", hashes = { sha256 = "@D" } }
 
 [[packages]]
 name = "hpmtest-git"
 vcs = { type = "git", url = "https://h/g", commit-id = "abc" }
 """
+for _c in "ABCD":
+    PYLOCK = PYLOCK.replace("@" + _c, _c.lower() * 64)
 
 
 def test_parse_pylock_files_keeps_wheels_best_first_and_the_sdist_only_without_one() -> None:
     files = lockmod.parse_pylock_files(PYLOCK)
     assert files == {
         ("hpmtest-a", "1.0.0"): [
-            lockmod.File("a-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl", "sha256:bb", 5),
-            lockmod.File("a-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl", "sha256:cc")],
-        ("hpmtest-sdist", "2.0"): [lockmod.File("hpmtest_sdist-2.0.tar.gz", "sha256:dd")],
+            lockmod.File("a-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl", "sha256:" + "b" * 64, 5),
+            lockmod.File("a-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl", "sha256:" + "c" * 64)],
+        ("hpmtest-sdist", "2.0"): [lockmod.File("hpmtest_sdist-2.0.tar.gz", "sha256:" + "d" * 64)],
     }
     assert raises(74, lockmod.parse_pylock_files, "x = [").message.startswith("uv pip compile wrote")
 

@@ -249,7 +249,8 @@ def test_format_pylock_installs_with_uv(registry: Path, pypi: Path, tmp_path: Pa
     assert (site / "hpmtest_core-2.0.0.dist-info").is_dir()
     assert (site / "hpmtest_app-1.0.0.dist-info").is_dir()
     # a file name pylock.toml does not allow is a usage error before anything runs
-    bad = hpm("lock", "-r", registry, "--with", "hpmtest-app", "--format", "pylock", "-o", tmp_path / "x.toml")
+    bad = hpm("lock", "-r", registry, "--with", "hpmtest-app", "--format", "pylock",
+              "-o", tmp_path / "x.toml")
     assert bad.returncode == 2 and "pylock.NAME.toml" in bad.stderr
 
 

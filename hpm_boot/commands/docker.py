@@ -157,7 +157,7 @@ def uv_platform(machine: str, libc: str, libc_version: str) -> str | None:
     arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(machine)
     if arch is None:
         return None
-    from hpm_boot.install import host_platform_name
+    from hpm_boot.platforms import host_platform_name
 
     if libc == "glibc":
         try:

@@ -295,8 +295,7 @@ def default_targets(python_version: str | Sequence[str] | None,
     """The targets ``hpm lock`` makes a lock for: ``--python-version`` (default the running
     Python's X.Y) with each ``--python-platform`` (repeatable; default this machine's, in
     uv's spelling). A platform hpm cannot tell the tags of is a usage error (2) naming it."""
-    from hpm_boot.install import host_platform_name
-    from hpm_boot.target import host_platform, known_platforms, parse_platform
+    from hpm_boot.platforms import host_platform, host_platform_name, known_platforms, parse_platform
 
     if python_version is not None and not isinstance(python_version, str):
         versions = list(dict.fromkeys(python_version))

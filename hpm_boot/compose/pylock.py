@@ -18,7 +18,7 @@ import msgspec
 
 from hpm_boot.compose.lock import Lock, Pin, Target, _dist_name
 from hpm_boot.log import strip_credentials
-from hpm_boot.target import parse_platform
+from hpm_boot.platforms import parse_platform
 
 _MACHINE = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "amd64": "AMD64", "win32": "x86"}
 _SYSTEM = {"linux": "linux", "macos": "darwin", "windows": "win32"}
