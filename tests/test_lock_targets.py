@@ -266,3 +266,22 @@ def test_pylock_without_a_good_hash_is_refused() -> None:
             lockmod.parse_pylock_files(base + f"wheels = [{wheel}]\n")
         assert words in err.value.message and "pw" not in err.value.message
         assert err.value.message.startswith("pylock.toml: x 1: the file x-1-py3-none-any.whl")
+
+
+def test_the_default_target_is_named_and_a_payload_made_off_linux_warns(
+    registry: Path, pypi: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hpm_boot import cli
+    from hpm_boot.platforms import host_platform, host_platform_name
+
+    base = ["lock", "-r", str(registry), "--with", "hpmtest-app", "--no-index", "--find-links", str(pypi)]
+    assert cli.main([*base, "-o", str(tmp_path / "l.json")], {}) == 0
+    here = host_platform_name(host_platform())
+    assert f"for Python {PY} {here} (" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "platform", "darwin")  # a macOS laptop locking for a Linux image
+    assert cli.main([*base, "--format", "b64"], {}) == 0
+    err = capsys.readouterr().err
+    assert "hpm: warning: no --python-platform: locked for this machine (" in err and "-apple-darwin" in err
+    assert cli.main([*base, "--format", "b64", "--python-platform", X86], {}) == 0
+    assert "warning" not in capsys.readouterr().err
