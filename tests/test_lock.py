@@ -285,3 +285,20 @@ def test_merge_targets_says_which_pins_apply_where() -> None:
 def test_errors_are_hpm_errors() -> None:
     for cls in (DataError, InstallerFailedError, InstallerMissingError):
         assert issubclass(cls, HpmError)
+
+
+def test_best_first_follows_packaging_tags_order() -> None:
+    names = ["a-1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "a-1.tar.gz",
+             "a-1-py3-none-any.whl", "a-1-cp312-cp312-manylinux_2_28_x86_64.whl",
+             "a-1-cp312-abi3-manylinux_2_28_x86_64.whl", "not-a-wheel-name.whl"]
+    files = [lockmod.File(n, "sha256:" + "0" * 64) for n in names]
+    rank = lockmod.tag_rank(lockmod.Target("3.12", "x86_64-manylinux_2_28"))
+    assert [f.name for f in lockmod.best_first(files, rank)] == [
+        "a-1-cp312-cp312-manylinux_2_28_x86_64.whl",
+        "a-1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "a-1-cp312-abi3-manylinux_2_28_x86_64.whl", "a-1-py3-none-any.whl", "not-a-wheel-name.whl",
+        "a-1.tar.gz"]
+    musl = lockmod.target_tags(lockmod.Target("3.12", "aarch64-unknown-linux-musl"))
+    assert str(musl[0]) == "cp312-cp312-musllinux_1_2_aarch64"
+    assert str(lockmod.target_tags(lockmod.Target("3.12", "aarch64-apple-darwin"))[0]) == (
+        "cp312-cp312-macosx_13_0_arm64")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.factory import Pkg, make_pypi_like, venv_python
+from tests.support.factory import Pkg, make_pypi_like, make_simple_index, venv_python
 from tests.support.registry_cli import pkg, write
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -285,3 +285,29 @@ def test_the_default_target_is_named_and_a_payload_made_off_linux_warns(
     assert "hpm: warning: no --python-platform: locked for this machine (" in err and "-apple-darwin" in err
     assert cli.main([*base, "--format", "b64", "--python-platform", X86], {}) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_local_simple_index_like_pypi_and_a_tampered_file_in_it(registry: Path, pypi: Path,
+                                                                   tmp_path: Path) -> None:
+    """The same lock from an index (PEP 503, hashes in the links) as from the wheelhouse,
+    installed from it; a mirror whose file differs from the locked one is 74."""
+    index = make_simple_index(pypi, tmp_path / "index")
+    from_wheelhouse = lock(registry, pypi, tmp_path / "w.json")
+    path = tmp_path / "i.json"
+    done = hpm("lock", "-r", registry, "--with", "hpmtest-app", "--index-url", index, "-o", path)
+    assert done.returncode == 0, done.stderr
+    from_index = json.loads(path.read_text())
+    assert from_index["pins"] == from_wheelhouse["pins"]
+    done = hpm("install", "--lock", path, "--index-url", index, env={"HPM_VENV": str(tmp_path / "v1")})
+    assert done.returncode == 0, done.stderr
+    core = next(p for p in from_index["pins"] if p["name"] == "hpmtest-core")
+    best = core["files"][0]["name"]
+    with zipfile.ZipFile(tmp_path / "index" / "files" / best, "a") as z:
+        z.comment = b"tampered"
+    venv = tmp_path / "v2"
+    done = hpm("install", "--lock", path, "--index-url", index,
+               env={"HPM_VENV": str(venv), "UV_CACHE_DIR": str(tmp_path / "fresh-cache")})
+    assert done.returncode == 74, done.stderr
+    error = next(line for line in done.stderr.splitlines() if line.startswith("hpm: error:"))
+    assert "hash mismatch" in error and best in error and "nothing was installed" in error
+    assert not list((venv / "lib").glob("python3.*/site-packages/hpmtest_*"))

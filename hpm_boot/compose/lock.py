@@ -427,6 +427,7 @@ def lock_target(
     if not any(pin.version for pin in pins) and pylocks is None:
         return pins
     files = compile_files(requirements, target, uv, extra_args, environ, pylocks)
+    rank = tag_rank(target)
     out = []
     for pin in pins:
         if pin.version is None:
@@ -437,8 +438,64 @@ def lock_target(
             raise ResolutionError(f"{pin.name} {pin.version} has no file for the target Python "
                                   f"{target.python_version} {target.python_platform}",
                                   "choose another --python-platform, or a version with a wheel for it")
-        out.append(msgspec.structs.replace(pin, hashes=[], files=found))
+        out.append(msgspec.structs.replace(pin, hashes=[], files=best_first(found, rank)))
     return out
+
+
+def target_tags(target: Target) -> list[Any]:
+    """The wheel tags ``target`` accepts, best first, in ``packaging.tags`` order (as
+    ``sys_tags`` would list them on such an interpreter): CPython's own ABI, abi3, none,
+    then the pure tags; platforms from the target's manylinux/musllinux level down (with
+    the legacy manylinux2014/2010/1 aliases where packaging puts them), macOS versions
+    down from 13.0 (uv's default deployment target), Windows' one tag."""
+    from packaging import tags
+
+    from hpm_boot.platforms import parse_platform
+
+    parsed = parse_platform(target.python_platform or "")
+    if parsed is None:
+        return []
+    os_name, machine, libc, level = parsed
+    platforms: list[str] = []
+    if os_name == "linux" and libc == "glibc":
+        floor = 5 if machine == "x86_64" else 17
+        for minor in range(int(level.split(".")[1]), floor - 1, -1):
+            platforms.append(f"manylinux_2_{minor}_{machine}")
+            legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}.get(minor)
+            if legacy and (minor == 17 or machine == "x86_64"):
+                platforms.append(f"{legacy}_{machine}")
+    elif os_name == "linux":
+        platforms = [f"musllinux_1_{minor}_{machine}" for minor in range(int(level.split(".")[1]), -1, -1)]
+    elif os_name == "macos":
+        platforms = list(tags.mac_platforms((13, 0), machine))
+    else:
+        platforms = [{"amd64": "win_amd64", "arm64": "win_arm64"}.get(machine, "win32")]
+    major, minor = (int(x) for x in target.python_version.split(".")[:2])
+    version = (major, minor)
+    return [*tags.cpython_tags(version, [f"cp{major}{minor}"], platforms),
+            *tags.compatible_tags(version, f"cp{major}{minor}", platforms)]
+
+
+def tag_rank(target: Target) -> dict[Any, int]:
+    """Each tag ``target`` accepts -> its place in ``target_tags`` (0 is best)."""
+    return {tag: i for i, tag in reversed(list(enumerate(target_tags(target))))}
+
+
+def best_first(files: Sequence[File], rank: Mapping[Any, int]) -> list[File]:
+    """``files`` ordered by the best of each wheel's tags (``tag_rank`` of the target);
+    the sdist, and anything hpm cannot rank, after the wheels, in uv's order."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    last = len(rank)
+
+    def key(f: File) -> int:
+        if not f.name.endswith(".whl"):
+            return last + 1
+        try:
+            return min((rank.get(t, last) for t in parse_wheel_filename(f.name)[3]), default=last)
+        except InvalidWheelFilename:
+            return last
+    return sorted(files, key=key)
 
 
 def merge_targets(per_target: Sequence[Sequence[Pin]]) -> list[Pin]:

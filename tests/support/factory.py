@@ -50,6 +50,7 @@ __all__ = [
     "make_git_repo",
     "make_project",
     "make_pypi_like",
+    "make_simple_index",
     "make_venv",
     "make_wheelhouse",
     "normalize",
@@ -271,6 +272,31 @@ def make_pypi_like(dir: StrPath, specs: Iterable[PkgLike], pythons: Sequence[str
         built.unlink()
     shutil.rmtree(scratch, ignore_errors=True)
     return root
+
+
+def make_simple_index(wheelhouse: StrPath, dir: StrPath) -> str:
+    """A PEP 503 simple index at ``dir`` of the files of ``wheelhouse`` (copied), each link
+    with its ``#sha256=``, as PyPI serves them; returns its ``file://`` URL (uv reads it
+    like any index)."""
+    import hashlib
+
+    root = Path(dir)
+    files_dir = root / "files"
+    shutil.copytree(wheelhouse, files_dir)
+    by_dist: dict[str, list[Path]] = {}
+    for f in sorted(files_dir.iterdir()):
+        if f.is_file():
+            by_dist.setdefault(normalize(f.name.split("-")[0]), []).append(f)
+    for dist, files in by_dist.items():
+        page = root / "simple" / dist / "index.html"
+        page.parent.mkdir(parents=True)
+        links = "".join(f'<a href="../../files/{f.name}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">'
+                        f"{f.name}</a>\n" for f in files)
+        page.write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
+    (root / "simple" / "index.html").write_text(
+        "<!DOCTYPE html>\n<html><body>\n" + "".join(f'<a href="{d}/">{d}</a>\n' for d in by_dist)
+        + "</body></html>\n")
+    return (root / "simple").as_uri()
 
 
 # The packages of the session ``wheelhouse`` fixture.
