@@ -311,3 +311,29 @@ def test_a_local_simple_index_like_pypi_and_a_tampered_file_in_it(registry: Path
     error = next(line for line in done.stderr.splitlines() if line.startswith("hpm: error:"))
     assert "hash mismatch" in error and best in error and "nothing was installed" in error
     assert not list((venv / "lib").glob("python3.*/site-packages/hpmtest_*"))
+
+
+def test_format_pylock_with_a_git_source_installs_with_uv(pypi: Path, tmp_path: Path, uv_bin: Path,
+                                                            git_plugin: Any) -> None:
+    reg = write(tmp_path / "reg", {"hpmtest-gitplugin.yaml": f"""\
+        name: hpmtest-gitplugin
+        version: 0.1.0
+        sources:
+          prod: {{type: git, url: "{git_plugin.url}", ref: v0.1.0}}
+        """})
+    out = tmp_path / "pylock.toml"
+    done = hpm("lock", "-r", reg, "--with", "hpmtest-gitplugin", "--no-index", "--find-links", pypi,
+               "--format", "pylock", "-o", out)
+    assert done.returncode == 0, done.stderr
+    import tomllib
+
+    pkgs = {p["name"]: p for p in tomllib.loads(out.read_text())["packages"]}
+    assert pkgs["hpmtest-gitplugin"]["vcs"]["commit-id"] == git_plugin.tags["v0.1.0"]
+    venv = tmp_path / "venv"
+    subprocess.run([uv_bin, "venv", "-q", venv], check=True)
+    installed = subprocess.run([uv_bin, "pip", "install", "--preview", "--python", venv_python(venv),
+                                "-r", out], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    assert (site / "hpmtest_gitplugin-0.1.0.dist-info").is_dir()
+    assert (site / "hpmtest_core-2.0.0.dist-info").is_dir()
