@@ -22,7 +22,8 @@ from hpm_boot.errors import (
 )
 from hpm_boot.fsutil import nearest_existing
 from hpm_boot.log import mask_credentials
-from hpm_boot.target import Environment, missing, same_python
+from hpm_boot.platforms import choose_target, describe_host, for_target, host_platform, host_platform_name
+from hpm_boot.target import Environment, canonical_name, file_path, missing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -181,28 +182,24 @@ def check_writable(target: Environment) -> None:
         raise NotWritableError(f"cannot install into {site}: not writable by uid {os.getuid()}", hint)
 
 
-def check_target(lock: Mapping[str, Any], target: Environment) -> None:
-    """A lock for another Python or platform: exit 78 before installing anything."""
-    locked_for = lock.get("target", {})
-    want = locked_for.get("python_version", "")
-    if want and not same_python(want, target):
-        raise ResolutionError(
-            f"the lock was made for Python {want}, this environment has Python {target.python_version}",
-            f"make the lock with `hpm lock --python-version {target.python_version}`, or run it where "
-            f"Python {want} is",
-        )
-    platform = (locked_for.get("python_platform") or "").lower()
-    if not platform:
-        return
-    machine = os.uname().machine.lower()
-    arches = [a for a in ("x86_64", "aarch64", "arm64", "i686", "ppc64le", "s390x") if a in platform]
-    foreign_os = any(word in platform for word in ("windows", "macos", "darwin", "apple"))
-    os_ok = not foreign_os or sys.platform == "darwin"
-    if (arches and machine not in _MACHINES.get(arches[0], (arches[0],))) or not os_ok:
-        raise ResolutionError(
-            f"the lock was made for platform {platform}, this machine is {sys.platform} {machine}",
-            "make the lock with `hpm lock --python-platform` naming this machine's platform",
-        )
+def check_target(lock: Mapping[str, Any], target: Environment) -> dict[str, Any]:
+    """``lock`` for the first of its targets that ``target`` fits (``target.for_target``);
+    none fits: exit 78 before installing anything, naming the lock's targets and this
+    environment (Python version, platform, glibc/musl)."""
+    index = choose_target(lock, target.python_version)
+    if index is None:
+        host = host_platform()
+        targets = [t for t in lock.get("targets", []) if isinstance(t, dict)]
+        named = "; ".join(describe_target(t) for t in targets) or "(none)"
+        here = describe_host(target.python_version, host)
+        hint = ("make the lock for this environment: hpm lock --python-version "
+                f"{target.python_version} --python-platform {host_platform_name(host)}")
+        raise ResolutionError(f"the lock's targets ({named}) do not include this environment ({here})", hint)
+    return for_target(lock, index)
+
+
+def describe_target(target: Mapping[str, Any]) -> str:
+    return f"Python {target.get('python_version')} {target.get('python_platform') or '(any platform)'}"
 
 
 # ---------------------------------------------------------------- transactions
@@ -231,7 +228,13 @@ def pin_line(pin: Mapping[str, Any]) -> str:
         line = f"{pin['name']}=={pin['version']}"
     if pin.get("markers"):
         line += f" ; {pin['markers']}"
-    return line + "".join(f" --hash={h}" for h in pin.get("hashes", []))
+    return line + "".join(f" --hash={h}" for h in pin_hashes(pin))
+
+
+def pin_hashes(pin: Mapping[str, Any]) -> list[str]:
+    """The hashes a pin may be installed from: its files' (lock version 2), else its own."""
+    files = pin.get("files")
+    return [f["hash"] for f in files] if files else list(pin.get("hashes", []))
 
 
 def transactions(lock: Mapping[str, Any], target: Environment, options: InstallerOptions,
@@ -260,14 +263,23 @@ def transactions(lock: Mapping[str, Any], target: Environment, options: Installe
         uv = options.uv or uvbin.find_uv(environ)
         argv = [uv, "pip", "install", "--python", target.python, "--no-deps", "-r", file,
                 *options.uv_args()]
-        if all(p.get("hashes") for p in uv_pins):
+        if not (options.no_index or options.offline):
+            # a package's own index, searched before the default one (uv's first-index
+            # strategy): a same-named package elsewhere is never taken instead, and the
+            # hashes hold the file to the one locked
+            indexes = sorted({p["index"] for p in packages if p.get("index") and p.get("manager") == "uv"})
+            argv += [a for i in indexes for a in ("--extra-index-url", i)]
+        if all(pin_hashes(p) for p in uv_pins):
             argv.append("--require-hashes")
+        platform = lock.get("target", {}).get("python_platform")
+        if platform:  # the files the lock has hashes for: uv picks as it did when locking
+            argv += ["--python-platform", platform]
         out.append(Transaction("uv", [*argv, *breaks], lines))
     if pip_pins:
         # pip turns hash checking on for every line as soon as one line has a hash, and
         # git or editable lines cannot have one: hashes go in only when all have them.
-        hashed = all(p.get("hashes") for p in pip_pins)
-        lines = [pin_line(p if hashed else {**p, "hashes": []}) for p in pip_pins]
+        hashed = all(pin_hashes(p) for p in pip_pins)
+        lines = [pin_line(p if hashed else {**p, "hashes": [], "files": []}) for p in pip_pins]
         file = _write_lines(os.path.join(req_dir, "pip-requirements.txt"), lines)
         argv = [target.python, "-m", "pip", "install", "--no-deps", "--no-input",
                 "--disable-pip-version-check", "-r", file, *options.pip_args()]
@@ -377,7 +389,8 @@ def run_process(argv: Sequence[str], environ: Mapping[str, str], on_line: Any,
         time.perf_counter() - started
 
 
-def run_installer(argv: Sequence[str], manager: str, environ: Mapping[str, str], log: Log) -> float:
+def run_installer(argv: Sequence[str], manager: str, environ: Mapping[str, str], log: Log,
+                  pins: Sequence[Mapping[str, Any]] = ()) -> float:
     """Run one installer; its output stays visible (credentials masked); a failure is 74
     with the installer's own error line. Returns its wall time."""
     log.debug("running " + " ".join(argv))
@@ -407,11 +420,62 @@ def run_installer(argv: Sequence[str], manager: str, environ: Mapping[str, str],
         offline = "--offline" in argv or environ.get("UV_OFFLINE", "").lower() in ("1", "true", "yes")
         if offline and any(words in text for words in _OFFLINE_ERRORS):
             hint = " (offline: the package is neither in the installer's cache nor in --find-links)"
+        mismatch = _hash_mismatch(text, pins, _find_links(argv))
+        if mismatch:
+            raise InstallerFailedError(mismatch, mask_credentials(text))
         raise InstallerFailedError(
             f"{manager} failed (exit {code}): {mask_credentials(last.strip())}{hint}",
             mask_credentials(text),
         )
     return wall
+
+
+def _hash_mismatch(text: str, pins: Sequence[Mapping[str, Any]], find_links: Sequence[str]) -> str | None:
+    """uv's "Hash mismatch for `name==version`" as one line naming the file: the one in a
+    local ``--find-links`` directory whose hash uv computed, else the files the lock allows."""
+    marker = "Hash mismatch for `"
+    at = text.find(marker)
+    if at < 0:
+        return None
+    what = text[at + len(marker):].partition("`")[0]
+    name, _, version = what.partition("==")
+    computed = text.partition("Computed:")[2].split()
+    found = _file_with_hash(find_links, name, version, computed[0]) if computed else None
+    if found:
+        return f"hash mismatch: {found} is not the file locked for {what}; nothing was installed"
+    files = [f.get("name", "?") for p in pins if p.get("name") == name and p.get("version") == version
+             for f in p.get("files", [])]
+    named = f" (the lock allows {', '.join(files)})" if files else ""
+    return (f"hash mismatch: the file of {what} found at install is not the one locked{named}; "
+            "nothing was installed")
+
+
+def _find_links(argv: Sequence[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--find-links"]
+
+
+def _file_with_hash(find_links: Sequence[str], name: str, version: str, want: str) -> str | None:
+    import hashlib
+
+    for link in find_links:
+        directory = file_path(link)
+        try:
+            entries = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            dist, _, rest = entry.partition("-")
+            if canonical_name(dist) != name or not rest.startswith((version + "-", version + ".tar")):
+                continue
+            path = os.path.join(directory, entry)
+            try:
+                with open(path, "rb") as f:
+                    digest = "sha256:" + hashlib.sha256(f.read()).hexdigest()
+            except OSError:
+                continue
+            if digest == want:
+                return path
+    return None
 
 
 def _cause(lines: list[str]) -> str:
@@ -443,7 +507,7 @@ def install(lock: Mapping[str, Any], target: Environment, options: InstallerOpti
     for another Python or platform (78) and an unwritable target (73) before any installer
     runs; after the installers, checks again, so a half-done install is never a success.
     """
-    check_target(lock, target)
+    lock = check_target(lock, target)
     lacking = missing(lock, target)
     if not lacking:
         log.info(f"{len(lock.get('pins', []))} packages already installed; nothing to do "
@@ -460,7 +524,8 @@ def install(lock: Mapping[str, Any], target: Environment, options: InstallerOpti
     try:
         for txn in transactions(lock, target, options, environ, scratch):
             log.info(f"installing with {txn.describe()}")
-            installer_seconds += run_installer(txn.argv, txn.manager, child_environ, log)
+            installer_seconds += run_installer(txn.argv, txn.manager, child_environ, log,
+                                               lock.get("pins", []))
     finally:
         for name in os.listdir(scratch):
             os.unlink(os.path.join(scratch, name))

@@ -124,6 +124,15 @@ def mask_credentials(text: str) -> str:
     return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
 
 
+def strip_credentials(url: str) -> str:
+    """``url`` without its ``user:password@`` (what a lock may keep of an index URL)."""
+    if not _may_hold_credentials(url):
+        return url
+    import re
+
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1", url)
+
+
 def _may_hold_credentials(text: str) -> bool:
     """Whether some ``://`` is followed by ``@`` before any ``/``: only then can
     ``mask_credentials`` have something to hide. uv names every git pin it installs as

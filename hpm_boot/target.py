@@ -234,3 +234,4 @@ def conda_missing(packages: Sequence[Mapping[str, Any]], prefix: str) -> list[st
         elif version is not None and version not in present[name]:
             out.append(f"{name} (conda) {', '.join(sorted(present[name]))} installed, {version} locked")
     return out
+

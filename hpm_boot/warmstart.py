@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from hpm_boot.target import Environment
 
+
 STAMP_NAME = ".hpm-boot-stamp"
 STAMP_VERSION = 2
 
@@ -121,12 +122,17 @@ def looks_like_lock(lock: Any) -> bool:
     def opt(d: Any, key: str, kind: type) -> bool:
         return d.get(key) is None or isinstance(d.get(key), kind)
 
-    return (isinstance(lock, dict) and lock.get("version") == 1
-            and isinstance(lock.get("target"), dict) and strs(lock["target"], "python_version")
+    return (isinstance(lock, dict) and lock.get("version") == 2 and isinstance(lock.get("targets"), list)
+            and all(isinstance(t, dict) and strs(t, "python_version") and opt(t, "python_platform", str)
+                    for t in lock["targets"])
             and isinstance(lock.get("pins"), list) and isinstance(lock.get("packages"), list)
             and all(isinstance(p, dict) and strs(p, "name") and opt(p, "version", str) and opt(p, "url", str)
                     and opt(p, "markers", str) and isinstance(p.get("hashes", []), list)
-                    and all(isinstance(h, str) for h in p.get("hashes", [])) for p in lock["pins"])
+                    and all(isinstance(h, str) for h in p.get("hashes", []))
+                    and isinstance(p.get("files", []), list)
+                    and all(isinstance(f, dict) and strs(f, "name", "hash") for f in p.get("files", []))
+                    and isinstance(p.get("targets", []), list)
+                    and all(type(i) is int for i in p.get("targets", [])) for p in lock["pins"])
             and all(isinstance(p, dict) and strs(p, "name", "requirement") and opt(p, "manager", str)
                     and isinstance(p.get("entrypoints", {}), dict)
                     and all(isinstance(c, str) for c in p.get("entrypoints", {}).values())
@@ -164,6 +170,20 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
             lock = applicable(loaded[0], _markers_hold)
             if lock is None:  # markers only packaging can decide: the CLI path does
                 return None
+            import sys
+
+            from hpm_boot.platforms import choose_target, for_target
+
+            python_version = (target.python_version if target is not None
+                              else f"{sys.version_info[0]}.{sys.version_info[1]}")
+            index = choose_target(lock, python_version)
+            if index is None:
+                from hpm_boot.install import check_target  # none fits: 78, naming both
+                from hpm_boot.target import Environment
+
+                check_target(lock, target or Environment(sys.executable, python_version, []))
+                return None
+            lock = for_target(lock, index)
             log.info(f"lock from {loaded[1]}: {len(lock['pins'])} pins ({log.elapsed() * 1000:.1f} ms)")
             version = lock["target"]["python_version"]
         else:

@@ -18,6 +18,7 @@ import pytest
 
 from hpm_boot import payload
 from hpm_boot.commands import docker as dockerrun
+from hpm_boot.compose import lock as lockmod
 from hpm_boot.errors import UsageError
 
 FAKE_ENGINE = """#!{python}
@@ -80,7 +81,7 @@ def test_locks_for_the_image_and_passes_the_payload_in_the_environment(fake_engi
                            "-e", "HPM_LOCK_B64", "img:1", "python", "-m", "hpmtest_app", "x y"]
     assert not any(a.startswith("hpm1.") or "HPM_LOCK_B64=" in a for a in got["args"])
     lock = payload.decode(got["b64"])
-    assert lock["target"] == {"python_version": "3.11", "python_platform": "x86_64-manylinux_2_36"}
+    assert lock["targets"] == [{"python_version": "3.11", "python_platform": "x86_64-manylinux_2_36"}]
     assert [p["name"] for p in lock["pins"]] == ["hpmtest-app", "hpmtest-core"]
     assert "Python 3.11 x86_64-manylinux_2_36" in proc.stderr
 
@@ -94,7 +95,9 @@ def test_exit_code_passes_through_and_options_after_run(fake_engine, registry, w
     got = record(env)
     assert got["args"] == ["run", "-v", "/a:/b", "-e", "HPM_LOCK_B64", "img:1"]
     lock = payload.decode(got["b64"])
-    assert lock["target"] == {"python_version": "3.12"}  # given: the image was not asked
+    # given: the image was not asked; the platform is this machine's, named
+    assert lock["targets"] == [{"python_version": "3.12",
+                                "python_platform": lockmod.default_target(None, None).python_platform}]
 
 
 def test_manifest_entrypoint_rewrites_the_image_entrypoint(fake_engine, registry, wheelhouse):

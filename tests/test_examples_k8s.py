@@ -52,7 +52,7 @@ def test_secret_is_what_hpm_lock_format_k8s_makes():
     secret = kinds["Secret"]
     text = secret["stringData"]["HPM_LOCK_B64"]
     lock = payload.decode(text)  # a real payload: digest checked
-    assert lock["version"] == 1 and lock["target"]["python_version"] == "3.12"
+    assert lock["version"] == 2 and lock["targets"][0]["python_version"] == "3.12"
     assert [p["name"] for p in lock["packages"]] == ["app-core", "qdrant-adapter", "reranker-bge"]
     made = [d for d in yaml.safe_load_all(manifests(text, "hpm-demo", "registry.example.com/hpm-demo:1.0"))
             if d]

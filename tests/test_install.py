@@ -91,7 +91,7 @@ def test_cold_install_from_a_json_lock_file_imports_little(world: World) -> None
 def test_require_hashes_when_every_pin_has_one(world: World) -> None:
     world.standard_registry()
     lock = world.lock("hpmtest-app", "hpmtest-extra")
-    assert all(p.get("hashes") for p in json.loads(lock.read_text())["pins"])
+    assert all(p.get("files") for p in json.loads(lock.read_text())["pins"])
     uv, log = world.counting_uv()
     proc = world.hpm(
         "install", "--lock", lock, *world.index(), env={"HPM_VENV": str(world.tmp / "v"), "HPM_UV": str(uv)}
@@ -472,12 +472,16 @@ def test_lock_for_another_python_or_platform_is_78_before_installing(world: Worl
         "run", "--lock", lock, "--python", py, *world.index(), "--", "true", env={"HPM_UV": str(uv)}
     )
     assert proc.returncode == 78, proc.stderr
-    assert f"the lock was made for Python {other}" in proc.stderr and not log.exists()
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    first = proc.stderr.splitlines()[-2]
+    assert first.startswith(f"hpm: error: the lock's targets (Python {other} ") and not log.exists()
+    assert f"do not include this environment (Python {here}, linux " in first
+    assert " glibc " in first or " musl " in first
     data = json.loads(world.lock("hpmtest-app", out="mac.json").read_text())
-    data["target"]["python_platform"] = "aarch64-apple-darwin"
+    data["targets"][0]["python_platform"] = "aarch64-apple-darwin"
     (world.tmp / "mac.json").write_text(json.dumps(data))
     proc = world.hpm("install", "--lock", world.tmp / "mac.json", "--python", py, env={"HPM_UV": str(uv)})
-    assert proc.returncode == 78 and "platform aarch64-apple-darwin" in proc.stderr
+    assert proc.returncode == 78 and f"(Python {here} aarch64-apple-darwin)" in proc.stderr
     assert not log.exists()
     assert not list((world.tmp / "t" / "lib").glob("python3.*/site-packages/hpmtest_*"))
 

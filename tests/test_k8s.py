@@ -26,11 +26,12 @@ K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 
 def a_lock(n: int = 3) -> dict[str, Any]:
     return {
-        "version": 1, "hpm": "0.1.0", "mode": "prod", "target": {"python_version": "3.11"},
+        "version": 2, "hpm": "0.1.0", "mode": "prod", "targets": [{"python_version": "3.11"}],
         "plan_digest": "sha256:" + "1" * 64,
         "packages": [{"name": f"pkg-{i}", "version": "1.0", "manager": "uv", "requirement": f"pkg-{i}==1.0",
                       "source": "pypi", "source_mode": "prod"} for i in range(n)],
-        "pins": [{"name": f"pkg-{i}", "version": "1.0", "hashes": [f"sha256:{i:064x}"]}
+        "pins": [{"name": f"pkg-{i}", "version": "1.0",
+                  "files": [{"name": f"pkg_{i}-1.0-py3-none-any.whl", "hash": f"sha256:{i:064x}"}]}
                  for i in range(n)],
     }
 

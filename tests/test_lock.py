@@ -162,8 +162,9 @@ def test_compile_pins_passes_the_target(tmp_path: Path) -> None:
 
 def a_lock() -> dict[str, Any]:
     return {
-        "version": 1, "hpm": "0.1.0", "mode": "prod",
-        "target": {"python_version": "3.12", "python_platform": "x86_64-manylinux_2_28"},
+        "version": 2, "hpm": "0.1.0", "mode": "prod",
+        "targets": [{"python_version": "3.12", "python_platform": "x86_64-manylinux_2_28"},
+                    {"python_version": "3.12", "python_platform": "aarch64-manylinux_2_28"}],
         "plan_digest": "sha256:" + "2" * 64,
         "packages": [
             {"name": "app", "version": "1.0", "manager": "uv", "requirement": "app==1.0", "source": "pypi",
@@ -175,7 +176,11 @@ def a_lock() -> dict[str, Any]:
             {"name": "edit", "version": "0.3", "manager": "uv", "requirement": "-e /src/edit",
              "source": "local", "source_mode": "dev", "path": "/src/edit", "editable": True, "extras": ["x"]},
         ],
-        "pins": [{"name": "app", "version": "1.0", "hashes": ["sha256:" + "3" * 64]},
+        "pins": [{"name": "app", "version": "1.0",
+                  "files": [{"name": "app-1.0-py3-none-any.whl", "hash": "sha256:" + "3" * 64, "size": 10}]},
+                 {"name": "arm", "version": "2.0", "targets": [1],
+                  "files": [{"name": "arm-2.0-cp312-cp312-manylinux_2_28_aarch64.whl",
+                             "hash": "sha256:" + "4" * 64}]},
                  {"name": "edit", "url": "/src/edit", "editable": True},
                  {"name": "plug", "url": "git+https://h/plug@" + "a" * 40}],
     }
@@ -197,7 +202,9 @@ def test_round_trip_every_field() -> None:
     (lambda d: d["packages"][0].__setitem__("editable", "yes"),
      "Expected `bool`, got `str` - at `$.packages[0].editable`"),
     (lambda d: d["pins"][0].__setitem__("sha", "x"), "unknown field `sha` - at `$.pins[0]`"),
-    (lambda d: d.__setitem__("target", "3.11"), "Expected `object`, got `str` - at `$.target`"),
+    (lambda d: d.__setitem__("targets", "3.11"), "Expected `array`, got `str` - at `$.targets`"),
+    (lambda d: d.__setitem__("version", 1), "lock format version 1; this hpm reads lock format version 2"),
+    (lambda d: d["pins"][0]["files"][0].pop("hash"), "missing required field `hash`"),
 ])
 def test_from_dict_says_what_it_expected_and_found(change: Any, words: str) -> None:
     data = copy.deepcopy(a_lock())
@@ -216,13 +223,82 @@ def test_from_dict_non_objects_and_plans() -> None:
 
 
 def test_default_target() -> None:
-    assert lockmod.default_target("3.12", None) == lockmod.Target("3.12")
+    here = lockmod.default_target("3.12", None)
+    assert here.python_version == "3.12" and here.python_platform  # the host's, explicit
     assert lockmod.default_target(None, "windows").python_platform == "windows"
     for bad in ("2.7", "3", "py3.12", "3.12; x"):
         with pytest.raises(UsageError):
             lockmod.default_target(bad, None)
+    err = raises(2, lockmod.default_targets, "3.12", ["x86_64-manylinux_2_28", "sparc-solaris"])
+    assert "'sparc-solaris'" in err.message and "x86_64-manylinux_2_28" in (err.details or "")
+    assert len(lockmod.default_targets("3.12", ["linux", "linux", "aarch64-manylinux_2_28"])) == 2
+
+
+PYLOCK = """lock-version = "1.0"
+created-by = "uv"
+requires-python = ">=3.12"
+
+[[packages]]
+name = "Hpmtest_A"
+version = "1.0.0"
+sdist = { url = "https://files.example/a-1.0.0.tar.gz", size = 9, hashes = { sha256 = "@A" } }
+wheels = [
+    { url = "https://f/a-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl", size = 5, hashes = { sha256 = "@B" } },
+    { url = "https://f.example/a-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl", hashes = { sha256 = "@C" } },
+]
+
+[[packages]]
+name = "hpmtest-sdist"
+version = "2.0"
+sdist = { url = "https://files.example/hpmtest_sdist-2.0.tar.gz", hashes = { sha256 = "@D" } }
+
+[[packages]]
+name = "hpmtest-git"
+vcs = { type = "git", url = "https://h/g", commit-id = "abc" }
+"""
+for _c in "ABCD":
+    PYLOCK = PYLOCK.replace("@" + _c, _c.lower() * 64)
+
+
+def test_parse_pylock_files_keeps_wheels_best_first_and_the_sdist_only_without_one() -> None:
+    files = lockmod.parse_pylock_files(PYLOCK)
+    assert files == {
+        ("hpmtest-a", "1.0.0"): [
+            lockmod.File("a-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl", "sha256:" + "b" * 64, 5),
+            lockmod.File("a-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl", "sha256:" + "c" * 64)],
+        ("hpmtest-sdist", "2.0"): [lockmod.File("hpmtest_sdist-2.0.tar.gz", "sha256:" + "d" * 64)],
+    }
+    assert raises(74, lockmod.parse_pylock_files, "x = [").message.startswith("uv pip compile wrote")
+
+
+def test_merge_targets_says_which_pins_apply_where() -> None:
+    f = [lockmod.File(f"f{i}.whl", f"sha256:{i}") for i in range(3)]
+    both_x86 = lockmod.Pin("both", "1", files=[f[0]])
+    both_arm = lockmod.Pin("both", "1", files=[f[1]])
+    only_arm = lockmod.Pin("armonly", "1", files=[f[2]])
+    git = lockmod.Pin("g", url="git+https://h/g@" + "a" * 40)
+    merged = lockmod.merge_targets([[both_x86, git], [both_arm, only_arm, git]])
+    assert merged == [lockmod.Pin("armonly", "1", files=[f[2]], targets=[1]),
+                      lockmod.Pin("both", "1", files=[f[0], f[1]]), git]
 
 
 def test_errors_are_hpm_errors() -> None:
     for cls in (DataError, InstallerFailedError, InstallerMissingError):
         assert issubclass(cls, HpmError)
+
+
+def test_best_first_follows_packaging_tags_order() -> None:
+    names = ["a-1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "a-1.tar.gz",
+             "a-1-py3-none-any.whl", "a-1-cp312-cp312-manylinux_2_28_x86_64.whl",
+             "a-1-cp312-abi3-manylinux_2_28_x86_64.whl", "not-a-wheel-name.whl"]
+    files = [lockmod.File(n, "sha256:" + "0" * 64) for n in names]
+    rank = lockmod.tag_rank(lockmod.Target("3.12", "x86_64-manylinux_2_28"))
+    assert [f.name for f in lockmod.best_first(files, rank)] == [
+        "a-1-cp312-cp312-manylinux_2_28_x86_64.whl",
+        "a-1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "a-1-cp312-abi3-manylinux_2_28_x86_64.whl", "a-1-py3-none-any.whl", "not-a-wheel-name.whl",
+        "a-1.tar.gz"]
+    musl = lockmod.target_tags(lockmod.Target("3.12", "aarch64-unknown-linux-musl"))
+    assert str(musl[0]) == "cp312-cp312-musllinux_1_2_aarch64"
+    assert str(lockmod.target_tags(lockmod.Target("3.12", "aarch64-apple-darwin"))[0]) == (
+        "cp312-cp312-macosx_13_0_arm64")

@@ -152,15 +152,19 @@ def test_lock_writes_pinned_closure_with_hashes_and_git_shas(
     git_plugin: GitRepo, annotated: GitRepo,
 ) -> None:
     lock = lock_json(hpm, registry, wh_args)
-    assert lock["version"] == 1 and lock["mode"] == "prod"
-    assert lock["target"] == {"python_version": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    assert lock["version"] == 2 and lock["mode"] == "prod"
+    here = lockmod.default_target(None, None)  # the host's, named: explicit in the lock
+    assert lock["targets"] == [{"python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+                                "python_platform": here.python_platform}]
     pins = pins_by_name(lock)
     assert set(pins) == {"hpmtest-app", "hpmtest-core", "hpmtest-gitplugin", "hpmtest-gitann"}
     # wheelhouse pins: exact versions, the sha256 of the very wheel file
     for name, version in (("hpmtest-app", "1.0.0"), ("hpmtest-core", "2.0.0")):
         assert pins[name]["version"] == version
         wheel = wheelhouse / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
-        assert pins[name]["hashes"] == ["sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest()]
+        assert pins[name]["files"] == [{"name": wheel.name,
+                                        "hash": "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest()}]
+        assert "hashes" not in pins[name]
     # git: full commit SHAs; the annotated tag peeled to its commit, not the tag object
     tag_object = git(annotated.path, "rev-parse", "v1.0.0")
     commit = annotated.tags["v1.0.0"]
@@ -241,16 +245,16 @@ def test_target_python_version_and_platform_reach_uv(
     assert win.code == 0, win
     assert set(pins_by_name(read_lock(workdir / "linux.json"))) == {"hpmtest-plat"}
     assert set(pins_by_name(read_lock(workdir / "win.json"))) == {"hpmtest-plat", "hpmtest-dep"}
-    assert read_lock(workdir / "linux.json")["target"] == {
-        "python_version": "3.12", "python_platform": "x86_64-manylinux_2_28"}
-    assert read_lock(workdir / "win.json")["target"]["python_platform"] == "windows"
+    assert read_lock(workdir / "linux.json")["targets"] == [{
+        "python_version": "3.12", "python_platform": "x86_64-manylinux_2_28"}]
+    assert read_lock(workdir / "win.json")["targets"][0]["python_platform"] == "windows"
     # the version decides too: a wheel for Python >= 3.99 only locks for 3.99
     old = hpm("lock", "-r", reg, "--with", "hpmtest-new", "-o", "old.json", *args, "--python-version", "3.12")
     fails(old, 74, "uv pip compile failed")
     new = hpm("lock", "-r", reg, "--with", "hpmtest-new", "-o", "new.json", *args,
               "--python-version", "3.99")
     assert new.code == 0, new
-    assert read_lock(workdir / "new.json")["target"] == {"python_version": "3.99"}
+    assert read_lock(workdir / "new.json")["targets"][0]["python_version"] == "3.99"
 
 
 def test_bad_target_is_a_usage_error(hpm: Run, registry: Path, workdir: Path) -> None:
@@ -280,7 +284,7 @@ def test_pip_and_conda_managed_packages(
     # one closure for uv and pip packages: core satisfies qdrant (<2) and milvus together
     assert set(pins) == {"hpmtest-milvus", "hpmtest-qdrant", "hpmtest-core", "hpmtest-dep"}
     assert pins["hpmtest-core"]["version"] == "1.1.0"
-    assert all(p["hashes"] for p in pins.values())
+    assert all(p["files"] for p in pins.values())
 
 
 def test_conda_only_lock_needs_no_uv(hpm: Run, tmp_path: Path, workdir: Path) -> None:
@@ -468,7 +472,7 @@ def test_check(hpm: Run, registry: Path, wh_args: list[str], workdir: Path) -> N
     assert stale.code == 1 and "registry" in stale.err, stale
     assert hpm(*base, "--check", "-o", "lock.b64").code == 1
     # a broken lock is invalid data
-    Path("broken.json").write_text('{"version": 1}')
+    Path("broken.json").write_text('{"version": 2}')
     fails(hpm(*base, "--check", "-o", "broken.json"), 65, "not a valid lock")
 
 
@@ -523,7 +527,7 @@ def test_decode_masks_credentials(hpm: Run, registry: Path, wh_args: list[str], 
 @pytest.fixture
 def good_payload() -> str:
     lock = {
-        "version": 1, "hpm": "0.1.0", "mode": "prod", "target": {"python_version": "3.11"},
+        "version": 2, "hpm": "0.1.0", "mode": "prod", "targets": [{"python_version": "3.11"}],
         "plan_digest": "sha256:" + "0" * 64, "packages": [], "pins": [],
     }
     return payload.encode(lock)
@@ -570,13 +574,17 @@ def test_decode_refuses_a_decompression_bomb_quickly(hpm: Run, tmp_path: Path) -
 @pytest.mark.parametrize("shape, words", [
     ([1, 2, 3], "the lock must be a JSON object, found an array"),
     ({"packages": []}, "expected a lock with a 'version' field"),
-    ({"version": 2}, "lock format version 2; this hpm reads version 1"),
-    ({"version": 1, "hpm": "0.1.0"}, "missing required field"),
-    ({"version": 1, "hpm": "0.1.0", "mode": "prod", "target": {"python_version": 3.11},
+    ({"version": 1}, "lock format version 1; this hpm reads lock format version 2"),
+    ({"version": 3}, "lock format version 3; this hpm reads lock format version 2"),
+    ({"version": 2, "hpm": "0.1.0"}, "missing required field"),
+    ({"version": 2, "hpm": "0.1.0", "mode": "prod", "targets": [{"python_version": 3.11}],
       "plan_digest": "x", "packages": [], "pins": []},
-     "Expected `str`, got `float` - at `$.target.python_version`"),
-    ({"version": 1, "hpm": "0.1.0", "mode": "prod", "target": {"python_version": "3.11"},
+     "Expected `str`, got `float` - at `$.targets[0].python_version`"),
+    ({"version": 2, "hpm": "0.1.0", "mode": "prod", "targets": [{"python_version": "3.11"}],
       "plan_digest": "x", "packages": [], "pins": [], "extra": 1}, "unknown field `extra`"),
+    ({"version": 2, "hpm": "0.1.0", "mode": "prod", "targets": [{"python_version": "3.11"}],
+      "plan_digest": "x", "packages": [], "pins": [{"name": "a", "version": "1", "files": [
+          {"name": "a-1-py3-none-any.whl"}]}]}, "missing required field `hash`"),
 ])
 def test_decode_refuses_wrong_shapes(hpm: Run, shape: Any, words: str) -> None:
     # payload.encode wants an object; build the envelope around any JSON value instead

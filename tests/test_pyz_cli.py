@@ -244,8 +244,8 @@ def test_a_pin_with_markers_for_another_platform_runs(markers: str, pyz: Path, t
     assert subprocess.run([python, "-c", "import packaging"], capture_output=True).returncode == 1
     lock = tmp_path / "lock.json"
     lock.write_text(json.dumps({
-        "version": 1, "hpm": "0.1.0", "mode": "prod", "plan_digest": "sha256:" + "0" * 64,
-        "target": {"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"},
+        "version": 2, "hpm": "0.1.0", "mode": "prod", "plan_digest": "sha256:" + "0" * 64,
+        "targets": [{"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"}],
         "pins": [{"name": "pywin32-ctypes", "version": "0.2.3", "markers": markers}],
         "packages": [],
     }))
@@ -267,7 +267,7 @@ def test_the_issue_s_own_lock_with_a_marker_runs(pyz: Path, tmp_path: Path) -> N
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     lock = tmp_path / "lock.json"
     lock.write_text(json.dumps({
-        "version": 1, "target": {"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"},
+        "version": 2, "targets": [{"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"}],
         "pins": [{"name": "pywin32-ctypes", "version": "0.2.3", "markers": "sys_platform == 'win32'"}],
         "packages": []}))
     done = run(sys.executable, str(pyz), "run", "--lock", str(lock), "--", "true",

@@ -228,10 +228,11 @@ def test_hot_path_imports_neither_yaml_nor_msgspec(world: World) -> None:
         import hpm_boot
 
         assert heavy <= {f"hpm_boot.{m}".removesuffix(".__init__") for m in hpm_boot.WARM_START} | {
-            "hpm_boot.payload", "hpm_boot.errors", "hpm_boot.fsutil"}, heavy
+            "hpm_boot.payload", "hpm_boot.errors", "hpm_boot.fsutil", "hpm_boot.platforms"}, heavy
         assert "hpm_boot.cli" not in imported and "subprocess" not in imported
         if attempt == "stamped":  # byte-identical input: no decoding, no json, no re
-            assert not {"hpm_boot.payload", "hpm_boot.errors", "json", "re", "hashlib", "shlex"} & imported
+            assert not {"hpm_boot.payload", "hpm_boot.errors", "hpm_boot.platforms", "json", "re", "hashlib",
+                        "shlex"} & imported
 
 
 # ---------------------------------------------------------------- signals

@@ -123,10 +123,13 @@ def installer_options(args: argparse.Namespace) -> InstallerOptions:
                             no_index=args.no_index, offline=args.offline)
 
 
-def add_target_options(parser: argparse.ArgumentParser, default: str) -> None:
+def add_target_options(parser: argparse.ArgumentParser, default: str, repeatable: bool = False) -> None:
     """``--python-version`` and ``--python-platform``: the interpreter a lock is made for;
-    ``default`` says whose they are when not given."""
-    parser.add_argument("--python-version", metavar="X.Y", help=f"lock for this Python (default: {default})")
-    parser.add_argument("--python-platform", metavar="PLATFORM",
+    ``default`` says whose they are when not given. ``repeatable``: one lock for several
+    platforms (``args.python_platform`` is then a list or None)."""
+    parser.add_argument("--python-version", metavar="X.Y", action="append" if repeatable else "store",
+                        help=f"lock for this Python (default: {default})")
+    parser.add_argument("--python-platform", metavar="PLATFORM", action="append" if repeatable else "store",
                         help=f"lock for this platform, in uv's spelling, e.g. x86_64-manylinux_2_28 "
-                        f"(default: {default})")
+                        f"({'repeatable: one lock with the files of each; ' if repeatable else ''}"
+                        f"default: {default})")

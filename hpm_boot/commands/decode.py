@@ -37,8 +37,7 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
         f"source:   {source}",
         f"digest:   {payload.digest(data)}",
         f"mode:     {lock.mode}    made by hpm {lock.hpm}",
-        f"target:   Python {lock.target.python_version}"
-        f"{' on ' + lock.target.python_platform if lock.target.python_platform else ''}",
+        f"targets:  {lockmod.describe_targets(lock.targets)}",
         f"plan:     {lock.plan_digest}",
         "",
     ]
@@ -51,11 +50,14 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     eps = [mask_credentials(f"{p.name}:{n} = {c}") for p in lock.packages for n, c in p.entrypoints.items()]
     if eps:
         print("\nentrypoints:\n  " + "\n  ".join(eps))
-    hashed = sum(1 for p in lock.pins if p.hashes)
+    hashed = sum(1 for p in lock.pins if p.hashes or p.files)
     print(f"\npins:     {len(lock.pins)} ({hashed} with hashes)")
     for pin in lock.pins:
         what = f"=={pin.version}" if pin.version else f" @ {pin.url}"
         flags = (" editable" if pin.editable else "") + (f" ; {pin.markers}" if pin.markers else "")
-        hashes = f"  [{len(pin.hashes)} hash]" if pin.hashes else ""
+        if pin.targets:
+            flags += f"  (targets {', '.join(str(i + 1) for i in pin.targets)})"
+        count = len(pin.files) or len(pin.hashes)
+        hashes = f"  [{count} {'file' if pin.files else 'hash'}{'s' if count > 1 else ''}]" if count else ""
         print(mask_credentials(f"  {pin.name}{what}{flags}{hashes}"))
     return 0

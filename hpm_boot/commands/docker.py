@@ -169,12 +169,14 @@ def uv_platform(machine: str, libc: str, libc_version: str) -> str | None:
     arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(machine)
     if arch is None:
         return None
+    from hpm_boot.platforms import host_platform_name
+
     if libc == "glibc":
         try:
-            minor = int(libc_version.split(".")[1])
+            int(libc_version.split(".")[1])
         except (IndexError, ValueError):
             return None
-        return f"{arch}-manylinux_2_{min(max(minor, 17), 40)}"  # the range uv names
+        return host_platform_name(("linux", arch, "glibc", libc_version))  # the nearest level uv names
     if not libc:  # platform.libc_ver() finds nothing on musl
         return f"{arch}-unknown-linux-musl"
     return None
@@ -227,8 +229,8 @@ def make_payload(args: argparse.Namespace, environ: Mapping[str, str], engine: s
         for warning in warnings + lockmod.lock_warnings(lock):
             log.warning(warning)
         data = lockmod.to_dict(lock)
-        log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "
-                 f"{target.python_version} ({log.elapsed():.2f} s)")
+        log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for "
+                 f"{lockmod.describe_targets(lock.targets)} ({log.elapsed():.2f} s)")
     text = payload.encode(data, key)
     if len(text) <= payload.MAX_BYTES:
         warning = payload.check_carriable(text)

@@ -80,7 +80,7 @@ def install_selection(args: argparse.Namespace, environ: Environ,
     key = None
     if data is None:
         data, key = planlock.lock_for(plan, target, options, environ, log)
-    applicable = lockmod.applicable(data)
+    applicable = install.check_target(lockmod.applicable(data), target)  # 78 before anything
     install.install(applicable, target, options, environ, log)
     if key is not None:
         planlock.remember(target, key, data)

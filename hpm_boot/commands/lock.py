@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,16 +25,18 @@ if TYPE_CHECKING:
     from hpm_boot.log import Log
 
 DEFAULT_FILE = "hpm.lock.json"
+PYLOCK_FILE = "pylock.toml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE",
                    help=f"where to write (default: {DEFAULT_FILE} for json, stdout for the others; "
                    "- for stdout)")
-    p.add_argument("--format", choices=("json", "b64", "env", "docker", "k8s"), default="json",
+    p.add_argument("--format", choices=("json", "b64", "env", "docker", "k8s", "pylock"), default="json",
                    help="json: the lock file; b64: the HPM_LOCK_B64 value; env: a HPM_LOCK_B64= line; "
-                   "docker: -e arguments; k8s: a Secret and a Deployment that reads it")
-    add_target_options(p, "the running interpreter's")
+                   "docker: -e arguments; k8s: a Secret and a Deployment that reads it; pylock: a PEP 751 "
+                   "pylock.toml of the same closure and files (default file pylock.toml)")
+    add_target_options(p, "the running interpreter's and this machine's", repeatable=True)
     p.add_argument("--sign-key-file", metavar="FILE",
                    help="sign the payload with HMAC-SHA256 (default: HPM_LOCK_KEY / HPM_LOCK_KEY_FILE)")
     p.add_argument("--check", action="store_true",
@@ -59,7 +62,7 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     from hpm_boot.uvbin import find_uv
 
     log = Log(environ)
-    if args.format == "json" and args.sign_key_file:
+    if args.format in ("json", "pylock") and args.sign_key_file:
         raise UsageError("--sign-key-file signs a payload; a JSON lock carries no signature",
                          "add --format b64 (or env, docker, k8s), e.g. hpm lock --format b64 -o hpm.lock.b64")
     if args.format == "k8s":
@@ -75,7 +78,7 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
         flag = "--init-container" if args.init_container else "--entrypoint"
         raise UsageError(f"{flag} shapes the Kubernetes manifests: it needs --format k8s",
                          f"e.g. hpm lock --format k8s {flag}{' serve' if flag == '--entrypoint' else ''}")
-    target = lockmod.default_target(args.python_version, args.python_platform)
+    targets = lockmod.default_targets(args.python_version, args.python_platform)
     plan = load_plan(args, environ, log)
     if args.entrypoint:  # an unknown or ambiguous name is 66 before git and uv run
         from hpm_boot.handover import choose_command
@@ -84,17 +87,33 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
                        args.entrypoint, [])
     if args.check:
         return _check_lock(args, plan, log)
-    key = None if args.format == "json" else _signing_key(args, environ)  # a bad key fails before any work
-    _check_writable_output(args.output or (DEFAULT_FILE if args.format == "json" else "-"))
+    key = None if args.format in ("json", "pylock") else _signing_key(args, environ)  # fails before any work
+    default_out = {"json": DEFAULT_FILE, "pylock": PYLOCK_FILE}.get(args.format, "-")
+    if args.format == "pylock" and args.output not in (None, "-"):
+        name = Path(args.output).name
+        if not (name == PYLOCK_FILE or (name.startswith("pylock.") and name.endswith(".toml")
+                                        and "." not in name[7:-5] and name[7:-5])):
+            raise UsageError(f"-o {args.output}: PEP 751 names a lock file pylock.toml or pylock.NAME.toml",
+                             "e.g. -o pylock.toml or -o pylock.prod.toml")
+    _check_writable_output(args.output or default_out)
     options = installer_options(args)
     uv = find_uv(environ) if any(p.manager in ("uv", "pip") for p in plan.packages) else None
-    lock = lockmod.make_lock(plan, target, uv=uv, uv_args=options.uv_args(), environ=environ)
+    pylocks: list[dict[str, object]] | None = [] if args.format == "pylock" else None
+    lock = lockmod.make_lock(plan, targets, uv=uv, uv_args=options.uv_args(), environ=environ,
+                             pylocks=pylocks)
     info, warnings = lockmod.registry_notes(plan, lock)
     for line in info:
         log.info(line)
     warnings += lockmod.lock_warnings(lock)
+    if args.format != "json" and not args.python_platform and sys.platform != "linux":
+        warnings.append(f"no --python-platform: locked for this machine ({targets[0].python_platform}), "
+                        "not for a Linux container; give --python-platform, e.g. x86_64-manylinux_2_28")
     if args.format == "json":
         out = lockmod.to_json(lock).decode("utf-8")
+    elif args.format == "pylock":
+        from hpm_boot.compose.pylock import to_pylock
+
+        out = to_pylock(lock, pylocks or [])
     else:
         text = payload.encode(lockmod.to_dict(lock), key)
         size_warning = payload.check_carriable(text)
@@ -102,11 +121,11 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
             warnings.append(size_warning)
     for warning in warnings:
         log.warning(warning)
-    log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for Python "
-             f"{target.python_version}{' ' + target.python_platform if target.python_platform else ''} "
-             f"({log.elapsed():.2f} s)")
-    if args.format == "json":
-        write_output(args.output or DEFAULT_FILE, out.encode("utf-8"), log)
+    files = sum(len(p.files) for p in lock.pins)
+    log.emit("info", f"locked {len(lock.packages)} packages, {len(lock.pins)} pins ({files} files) for "
+             f"{lockmod.describe_targets(lock.targets)} ({log.elapsed():.2f} s)")
+    if args.format in ("json", "pylock"):
+        write_output(args.output or default_out, out.encode("utf-8"), log)
         return 0
     if args.format == "b64":
         out = text + "\n"
@@ -160,10 +179,15 @@ def _check_lock(args: argparse.Namespace, plan: Plan, log: Log) -> int:
     stale = []
     if lock.plan_digest != lockmod.plan_digest(plan):
         stale.append("the registry or the selection changed since it was made")
-    for flag, want, have in (("--python-version", args.python_version, lock.target.python_version),
-                             ("--python-platform", args.python_platform, lock.target.python_platform)):
-        if want is not None and want != have:
-            stale.append(f"it was made for {flag} {have or '(none)'}, not {want}")
+    have_versions = sorted({t.python_version for t in lock.targets})
+    have_platforms = [t.python_platform for t in lock.targets]
+    want_versions = sorted(set(args.python_version)) if args.python_version else None
+    if want_versions is not None and have_versions != want_versions:
+        stale.append(f"it was made for --python-version {', '.join(have_versions)}, "
+                     f"not {', '.join(want_versions)}")
+    if args.python_platform is not None and list(dict.fromkeys(args.python_platform)) != have_platforms:
+        stale.append(f"it was made for --python-platform {', '.join(map(str, have_platforms))}, "
+                     f"not {', '.join(args.python_platform)}")
     if stale:
         log.emit("error", f"{path} is out of date: {'; '.join(stale)}; run `hpm lock` again")
         return 1

@@ -32,12 +32,14 @@ from hpm_boot.errors import (
     InstallerFailedError,
     InstallerMissingError,
     NotFoundError,
+    ResolutionError,
     UsageError,
 )
-from hpm_boot.log import mask_credentials
+from hpm_boot.log import mask_credentials, strip_credentials
 from hpm_boot.uvbin import find_uv
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2
+READS_VERSIONS = (2,)  # lock format versions this hpm reads
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -61,6 +63,14 @@ class LockedPackage(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unkn
     channels: list[str] = msgspec.field(default_factory=list)  # conda only
 
 
+class File(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """One file a pin may be installed from: a wheel its target accepts, or the sdist."""
+
+    name: str  # the file name, e.g. "pyyaml-6.0.2-cp312-cp312-manylinux_2_17_x86_64.whl"
+    hash: str  # "sha256:<hex>"
+    size: int | None = None  # bytes, when the index says
+
+
 class Pin(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
     """One distribution of the transitive closure, exactly as ``uv pip compile`` pinned it."""
 
@@ -68,15 +78,17 @@ class Pin(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields
     version: str | None = None  # None for direct references (git, url, path)
     url: str | None = None  # direct reference: git+…@sha, file://…, https://…
     editable: bool = False
-    hashes: list[str] = msgspec.field(default_factory=list)
+    hashes: list[str] = msgspec.field(default_factory=list)  # direct references with a hash
+    files: list[File] = msgspec.field(default_factory=list)  # index / --find-links distributions
+    targets: list[int] = msgspec.field(default_factory=list)  # indexes into Lock.targets; empty: all
     markers: str | None = None
 
 
 class Target(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
-    """The interpreter a lock was made for (uv's ``--python-version``/``--python-platform``)."""
+    """An interpreter a lock was made for (uv's ``--python-version``/``--python-platform``)."""
 
     python_version: str  # "3.12"
-    python_platform: str | None = None  # uv's --python-platform, when given
+    python_platform: str | None = None  # uv's --python-platform (hpm lock always records one)
 
 
 class Lock(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -85,7 +97,7 @@ class Lock(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_field
     version: int
     hpm: str
     mode: str
-    target: Target
+    targets: list[Target]
     plan_digest: str
     packages: list[LockedPackage]
     pins: list[Pin]
@@ -430,8 +442,10 @@ def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None, *,
         spec = source.version or f"=={p.version}"
         if p.manager == "conda":  # conda names are not PEP 503 names: as the manifest spells it
             return LockedPackage(**common, requirement=f"{source.package or p.name}{spec}", source="pypi")
+        # the lock keeps the index without credentials: the installing environment has its
+        # own (uv's UV_INDEX_* variables, netrc, keyring)
         return LockedPackage(**common, requirement=f"{dist}{_extras(p)}{spec}", source="pypi",
-                             index=source.index)
+                             index=strip_credentials(source.index) if source.index else None)
     if isinstance(source, UrlSource):
         frag = f"#sha256={source.sha256}" if source.sha256 else ""
         return LockedPackage(**common, requirement=f"{dist}{_extras(p)} @ {source.url}{frag}",
@@ -530,19 +544,8 @@ def compile_pins(
            "--quiet", "--python-version", target.python_version, *extra_args]
     if target.python_platform:
         cmd += ["--python-platform", target.python_platform]
-    try:
-        out = subprocess.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
-                             env=dict(environ if environ is not None else os.environ))
-    except FileNotFoundError:
-        raise InstallerMissingError(f"uv not found at {uv}", "install uv or set HPM_UV") from None
-    except PermissionError:
-        raise InstallerMissingError(f"uv at {uv} is not executable", "install uv or set HPM_UV") from None
-    if out.returncode != 0:
-        raise InstallerFailedError(
-            mask_credentials(f"uv pip compile failed (exit {out.returncode}): {_first_error(out.stderr)}"),
-            mask_credentials(out.stderr.strip()),
-        )
-    return parse_compiled(out.stdout, editable_names)
+    out = _run_compile(cmd, requirements, environ, target)
+    return parse_compiled(out, editable_names)
 
 
 def _first_error(stderr: str) -> str:
@@ -573,41 +576,268 @@ def plan_digest(plan: Plan) -> str:
     return payload.digest(data)
 
 
-def default_target(python_version: str | None, python_platform: str | None) -> Target:
+def default_targets(python_version: str | Sequence[str] | None,
+                    python_platforms: Sequence[str] | None) -> list[Target]:
+    """The targets ``hpm lock`` makes a lock for: ``--python-version`` (default the running
+    Python's X.Y) with each ``--python-platform`` (repeatable; default this machine's, in
+    uv's spelling). A platform hpm cannot tell the tags of is a usage error (2) naming it."""
+    from hpm_boot.platforms import host_platform, host_platform_name, known_platforms, parse_platform
+
+    if python_version is not None and not isinstance(python_version, str):
+        versions = list(dict.fromkeys(python_version))
+        if len(versions) > 1:
+            raise UsageError(f"--python-version given {len(versions)} times ({', '.join(versions)}): a lock "
+                             "is for one --python-version", "make one lock per Python version")
+        python_version = versions[0] if versions else None
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
         raise UsageError(f"--python-version {version!r}: expected a version like 3.12")
-    if python_platform is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", python_platform):
-        raise UsageError(f"--python-platform {python_platform!r}: expected a platform in uv's spelling, "
-                         "like x86_64-manylinux_2_28")
-    return Target(python_version=version, python_platform=python_platform)
+    platforms = list(dict.fromkeys(python_platforms or [host_platform_name(host_platform())]))
+    for platform in platforms:
+        if parse_platform(platform) is None:
+            raise UsageError(f"--python-platform {platform!r}: not a platform hpm knows the wheel tags of",
+                             f"use one of: {', '.join(known_platforms())}")
+    return [Target(python_version=version, python_platform=platform) for platform in platforms]
+
+
+def default_target(python_version: str | None, python_platform: str | None) -> Target:
+    """One target (``default_targets`` with at most one platform)."""
+    return default_targets(python_version, [python_platform] if python_platform else None)[0]
+
+
+def describe_targets(targets: Sequence[Target]) -> str:
+    return "; ".join(f"Python {t.python_version} {t.python_platform}" for t in targets)
+
+
+def _toml(text: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: msgspec reads TOML with tomli
+        try:
+            return msgspec.toml.decode(text)
+        except ImportError:
+            raise InstallerMissingError("hpm lock on Python 3.10 needs tomli to read uv's pylock.toml",
+                                        "pip install tomli, or run hpm lock with Python 3.11+") from None
+    return tomllib.loads(text)
+
+
+def parse_pylock_files(text: str) -> dict[tuple[str, str], list[File]]:
+    """(name, version) -> the files uv's ``pylock.toml`` lists for it: its wheels, best
+    first (uv lists exactly the wheels the target's tags accept), else its sdist."""
+    try:
+        data = _toml(text)
+    except ValueError as exc:
+        raise InstallerFailedError(f"uv pip compile wrote a pylock.toml hpm cannot read: {exc}") from None
+    return pylock_files(data)
+
+
+def pylock_files(data: Mapping[str, Any]) -> dict[tuple[str, str], list[File]]:
+    """``parse_pylock_files`` of already parsed TOML. A file without a well-formed sha256
+    is 74 naming it: a lock file hpm cannot verify is not written."""
+    out: dict[tuple[str, str], list[File]] = {}
+    for package in data.get("packages", []):
+        if "version" not in package:
+            continue  # direct references: their identity is the URL, commit or path
+        entries = package.get("wheels") or ([package["sdist"]] if package.get("sdist") else [])
+        files = []
+        for entry in entries:
+            where = entry.get("url") or entry.get("path") or ""
+            name = entry.get("name") or where.rstrip("/").rpartition("/")[2]
+            sha = entry.get("hashes", {}).get("sha256") if isinstance(entry.get("hashes"), dict) else None
+            if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise InstallerFailedError(
+                    mask_credentials(f"pylock.toml: {package['name']} {package['version']}: the file "
+                                     f"{name or where or '?'} has {'no' if sha is None else 'a malformed'} "
+                                     "sha256 hash"),
+                    "the index must give every file's sha256 (PEP 503 #sha256= or PEP 691 hashes)")
+            files.append(File(name=name.partition("#")[0], hash=f"sha256:{sha}", size=entry.get("size")))
+        out[(_dist_name(package["name"]), str(package["version"]))] = files
+    return out
+
+
+def compile_files(
+    requirements: Sequence[str],
+    target: Target,
+    uv: str,
+    extra_args: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    pylocks: list[dict[str, Any]] | None = None,
+) -> dict[tuple[str, str], list[File]]:
+    """The files ``target`` can install for each pin of ``requirements``' closure, from
+    ``uv pip compile --format pylock.toml`` (PEP 751) for that target."""
+    cmd = [uv, "pip", "compile", "-", "--format", "pylock.toml", "--no-header", "--quiet",
+           "--python-version", target.python_version, *extra_args]
+    if target.python_platform:
+        cmd += ["--python-platform", target.python_platform]
+    data = _toml(_run_compile(cmd, requirements, environ, target))
+    if pylocks is not None:
+        pylocks.append(data)
+    return pylock_files(data)
+
+
+def _run_compile(cmd: list[str], requirements: Sequence[str], environ: Mapping[str, str] | None,
+                 target: Target | None = None) -> str:
+    try:
+        out = subprocess.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
+                             env=dict(environ if environ is not None else os.environ))
+    except FileNotFoundError:
+        raise InstallerMissingError(f"uv not found at {cmd[0]}", "install uv or set HPM_UV") from None
+    except PermissionError:
+        raise InstallerMissingError(f"uv at {cmd[0]} is not executable", "install uv or set HPM_UV") from None
+    if out.returncode != 0:
+        nowheel = re.search(r"Because (\S+?)==(\S+) has no wheels with a matching platform tag", out.stderr)
+        if nowheel and target is not None:
+            raise ResolutionError(
+                f"{nowheel.group(1)} {nowheel.group(2)} has no file for the target Python "
+                f"{target.python_version} {target.python_platform}: no wheel its tags accept, and no sdist",
+                mask_credentials(out.stderr.strip()))
+        raise InstallerFailedError(
+            mask_credentials(f"uv pip compile failed (exit {out.returncode}): {_first_error(out.stderr)}"),
+            mask_credentials(out.stderr.strip()),
+        )
+    return out.stdout
+
+
+def lock_target(
+    requirements: Sequence[str],
+    target: Target,
+    uv: str,
+    extra_args: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    editable_names: Mapping[str, str] | None = None,
+    pylocks: list[dict[str, Any]] | None = None,
+) -> list[Pin]:
+    """The closure for one target, each pin from an index or wheelhouse with the files the
+    target can install (and no other hash); a pin without one is 78 naming it and the target."""
+    pins = compile_pins(requirements, target, uv, extra_args, environ, editable_names)
+    if not any(pin.version for pin in pins) and pylocks is None:
+        return pins
+    files = compile_files(requirements, target, uv, extra_args, environ, pylocks)
+    rank = tag_rank(target)
+    out = []
+    for pin in pins:
+        if pin.version is None:
+            out.append(pin)
+            continue
+        found = files.get((pin.name, pin.version))
+        if not found:
+            raise ResolutionError(f"{pin.name} {pin.version} has no file for the target Python "
+                                  f"{target.python_version} {target.python_platform}",
+                                  "choose another --python-platform, or a version with a wheel for it")
+        out.append(msgspec.structs.replace(pin, hashes=[], files=best_first(found, rank)))
+    return out
+
+
+def target_tags(target: Target) -> list[Any]:
+    """The wheel tags ``target`` accepts, best first, in ``packaging.tags`` order (as
+    ``sys_tags`` would list them on such an interpreter): CPython's own ABI, abi3, none,
+    then the pure tags; platforms from the target's manylinux/musllinux level down (with
+    the legacy manylinux2014/2010/1 aliases where packaging puts them), macOS versions
+    down from 13.0 (uv's default deployment target), Windows' one tag."""
+    from packaging import tags
+
+    from hpm_boot.platforms import parse_platform
+
+    parsed = parse_platform(target.python_platform or "")
+    if parsed is None:
+        return []
+    os_name, machine, libc, level = parsed
+    platforms: list[str] = []
+    if os_name == "linux" and libc == "glibc":
+        floor = 5 if machine == "x86_64" else 17
+        for minor in range(int(level.split(".")[1]), floor - 1, -1):
+            platforms.append(f"manylinux_2_{minor}_{machine}")
+            legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}.get(minor)
+            if legacy and (minor == 17 or machine == "x86_64"):
+                platforms.append(f"{legacy}_{machine}")
+    elif os_name == "linux":
+        platforms = [f"musllinux_1_{minor}_{machine}" for minor in range(int(level.split(".")[1]), -1, -1)]
+    elif os_name == "macos":
+        platforms = list(tags.mac_platforms((13, 0), machine))
+    else:
+        platforms = [{"amd64": "win_amd64", "arm64": "win_arm64"}.get(machine, "win32")]
+    major, minor = (int(x) for x in target.python_version.split(".")[:2])
+    version = (major, minor)
+    return [*tags.cpython_tags(version, [f"cp{major}{minor}"], platforms),
+            *tags.compatible_tags(version, f"cp{major}{minor}", platforms)]
+
+
+def tag_rank(target: Target) -> dict[Any, int]:
+    """Each tag ``target`` accepts -> its place in ``target_tags`` (0 is best)."""
+    return {tag: i for i, tag in reversed(list(enumerate(target_tags(target))))}
+
+
+def best_first(files: Sequence[File], rank: Mapping[Any, int]) -> list[File]:
+    """``files`` ordered by the best of each wheel's tags (``tag_rank`` of the target);
+    the sdist, and anything hpm cannot rank, after the wheels, in uv's order."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    last = len(rank)
+
+    def key(f: File) -> int:
+        if not f.name.endswith(".whl"):
+            return last + 1
+        try:
+            return min((rank.get(t, last) for t in parse_wheel_filename(f.name)[3]), default=last)
+        except InvalidWheelFilename:
+            return last
+    return sorted(files, key=key)
+
+
+def merge_targets(per_target: Sequence[Sequence[Pin]]) -> list[Pin]:
+    """One pin list for several targets: a pin the same on every target once, with the
+    union of its files (the first target's first); a pin only some targets have lists
+    their indexes in ``targets``."""
+    merged: dict[tuple[Any, ...], tuple[Pin, list[int], list[File]]] = {}
+    for index, pins in enumerate(per_target):
+        for pin in pins:
+            key = (pin.name, pin.version, pin.url, pin.editable, pin.markers, tuple(pin.hashes))
+            if key not in merged:
+                merged[key] = (pin, [], [])
+            _, indexes, files = merged[key]
+            indexes.append(index)
+            files.extend(f for f in pin.files if f not in files)
+    everywhere = list(range(len(per_target)))
+    out = [msgspec.structs.replace(pin, files=files, targets=[] if indexes == everywhere else indexes)
+           for pin, indexes, files in merged.values()]
+    return sorted(out, key=lambda pin: (pin.name, pin.version or "", pin.markers or "", pin.targets))
+
+
+def source_index(p: PlannedPackage) -> str | None:
+    """The index a planned pypi package names in its manifest, as given (credentials too)."""
+    return p.source.index if isinstance(p.source, PypiSource) else None
 
 
 def make_lock(
     plan: Plan,
-    target: Target,
+    targets: Target | Sequence[Target],
     uv: str | None = None,
     uv_args: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    pylocks: list[dict[str, Any]] | None = None,
 ) -> Lock:
-    """Freeze ``plan`` for ``target``: resolve git SHAs, compile the closure with uv.
+    """Freeze ``plan`` for ``targets``: resolve git SHAs, compile the closure with uv for
+    each target, keep each pin's files its targets can install.
 
-    Packages managed by uv or pip are compiled together (one closure, one resolution);
-    conda packages are recorded as conda specs and not compiled. A pypi source with its
-    own ``index`` adds that index to the compile (``--extra-index-url``). ``environ`` is the
-    environment of git and uv (default ``os.environ``); uv is ``uv``, else found in it.
+    Packages managed by uv or pip are compiled together (one closure, one resolution per
+    target); conda packages are recorded as conda specs and not compiled. A pypi source
+    with its own ``index`` adds that index to the compile (``--extra-index-url``). ``environ``
+    is the environment of git and uv (default ``os.environ``); uv is ``uv``, else found in it.
+    ``pylocks``, when given, receives uv's pylock.toml of each target (for ``compose.pylock``).
     """
+    targets = [targets] if isinstance(targets, Target) else list(targets)
     commits = {p.name: resolve_git_ref(p.source.url, p.source.ref, p.name, environ)
                for p in plan.packages if isinstance(p.source, GitSource)}
     planned = [p for p in plan.packages if p.manager in ("uv", "pip")]
-    indexes = sorted({p.source.index for p in planned if isinstance(p.source, PypiSource) and p.source.index})
+    # the manifests' own index URLs, credentials and all: the compile needs them; the lock does not keep them
+    indexes = sorted({i for p in planned if (i := source_index(p))})
     extra = [*uv_args, *(a for i in indexes for a in ("--extra-index-url", i))]
     env = os.environ if environ is None else environ
     dists: dict[str, str] = {}
     if planned:
         uv = uv or find_uv(environ)
         dists = discover([(p, commits.get(p.name)) for p in planned], uv, extra,
-                                  target.python_version, env)
+                         targets[0].python_version, env)
     packages = [lock_package(p, environ, commit=commits.get(p.name), dist=dists.get(p.name))
                 for p in plan.packages]
     compiled = [p for p in packages if p.manager in ("uv", "pip")]
@@ -617,16 +847,17 @@ def make_lock(
     if requirements:
         assert uv is not None
         with tempfile.TemporaryDirectory(prefix="hpm-lock-") as scratch:
+            args = [*extra, *_registry_files(plan, scratch)]
             try:
-                pins = compile_pins(requirements, target, uv, [*extra, *_registry_files(plan, scratch)],
-                                    environ, editables)
+                pins = merge_targets([lock_target(requirements, t, uv, args, environ, editables, pylocks)
+                                      for t in targets])
             except InstallerFailedError as exc:
                 raise explain_failure(exc, plan, packages) from None
     return Lock(
         version=LOCK_VERSION,
         hpm=__version__,
         mode=plan.mode,
-        target=target,
+        targets=targets,
         plan_digest=plan_digest(plan),
         packages=packages,
         pins=pins,
@@ -741,8 +972,10 @@ def from_dict(data: Any, source: str) -> Lock:
         raise DataError(f"{source}: expected a lock with a 'version' field, found keys: {found}",
                         "is this a lock made by `hpm lock`? (`hpm plan --json` output is not a lock)")
     version = data["version"]
-    if version != LOCK_VERSION or isinstance(version, bool):
-        raise DataError(f"{source}: lock format version {version!r}; this hpm reads version {LOCK_VERSION}",
+    if version not in READS_VERSIONS or isinstance(version, bool):
+        reads = ", ".join(map(str, READS_VERSIONS))
+        raise DataError(f"{source}: lock format version {version!r}; this hpm reads lock format "
+                        f"version{'s' if len(READS_VERSIONS) > 1 else ''} {reads}",
                         "make the lock again with this hpm (hpm lock), or use the hpm that made it")
     try:
         return msgspec.convert(data, Lock, strict=True)

@@ -188,6 +188,7 @@ class Images:
     nonroot: str
     python_version: str  # of the base image, "3.11"
     build_seconds: float
+    python_platform: str = ""  # of the base image, in uv's spelling ("x86_64-manylinux_2_36")
 
 
 def build_context(directory: Path, pyz: Path) -> Path:
@@ -210,9 +211,10 @@ def images(engine: Engine, pyz: Path, tmp_path_factory: pytest.TempPathFactory) 
         engine.images.append(tag)
         tags[kind] = tag
     seconds = time.perf_counter() - started
-    version = engine("run", "--rm", "--network=none", "--entrypoint", "python3", tags["root"], "-c",
-                     "import sys;print('%d.%d' % sys.version_info[:2])").stdout.strip()
-    return Images(tags["root"], tags["nonroot"], version, seconds)
+    from hpm_boot.commands.docker import image_target
+
+    version, platform = image_target(engine.exe, tags["root"])  # as `hpm docker run` asks it
+    return Images(tags["root"], tags["nonroot"], version, seconds, platform or "")
 
 
 # ---------------------------------------------------------------- packages, registry, locks
@@ -276,6 +278,7 @@ def make_lock(container_registry: Path, container_wheelhouse: Path, images: Imag
                 "lock", "--format", "b64", "--registry", str(container_registry),
                 *[a for w in with_ for a in ("--with", w)], "--mode", mode,
                 "--python-version", images.python_version, "--no-index",
+                *(["--python-platform", images.python_platform] if images.python_platform else []),
                 "--find-links", str(container_wheelhouse)).stdout.strip()
         return cache[key]
 

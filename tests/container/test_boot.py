@@ -280,3 +280,37 @@ def test_the_bundled_example_as_docs_containers_md_runs_it(images, run_container
         "  vector-db: Qdrant vector database (qdrant-adapter 0.3.0)",
     ], run.proc.stdout + run.log
     assert "exec python3 -m app_core" in run.log
+
+
+def test_9_lock_for_two_platforms_from_a_pypi_like_wheelhouse(images, container_registry, run_container,
+                                                                  tmp_path_factory):
+    """Issue 12: one lock for x86_64 and aarch64, files of both, installs in the image
+    from a wheelhouse of 60 wheels a version; a lock for other targets is 78 naming both."""
+    from tests.container.conftest import PROBE, hpm_host
+    from tests.support.factory import Pkg, make_pypi_like
+
+    pypi = make_pypi_like(tmp_path_factory.mktemp("cpypi"), [PROBE, Pkg("hpmtest-core", "2.0.0")])
+    pypi.chmod(0o755)
+    for f in pypi.iterdir():
+        f.chmod(0o644)
+
+    def lock(*platforms: str) -> str:
+        return hpm_host("lock", "--format", "b64", "--registry", str(container_registry), "--with",
+                        "hpmtest-probe", "--python-version", images.python_version, "--no-index",
+                        "--find-links", str(pypi),
+                        *[a for p in platforms for a in ("--python-platform", p)]).stdout.strip()
+
+    env = {"UV_FIND_LINKS": "/pypi"}
+    args = ["-v", f"{pypi}:/pypi:ro"]
+    both = lock("x86_64-manylinux_2_28", "aarch64-manylinux_2_28")
+    run = run_container(images.root, "python3", "-m", "hpmtest_probe", env={**env, "HPM_LOCK_B64": both},
+                        args=args)
+    assert run.probe["pid"] == 1 and "installing with uv: 2 requirement(s)" in run.log
+    foreign = lock("aarch64-apple-darwin")
+    run = run_container(images.root, "python3", "-m", "hpmtest_probe", env={**env, "HPM_LOCK_B64": foreign},
+                        args=args, check=78)
+    first = run.log.splitlines()[0]
+    assert first.startswith(f"hpm: error: the lock's targets (Python {images.python_version} "
+                            "aarch64-apple-darwin) do not include this environment "
+                            f"(Python {images.python_version}, linux "), first
+    assert "glibc" in first and "installing" not in run.log

@@ -49,6 +49,8 @@ __all__ = [
     "import_name",
     "make_git_repo",
     "make_project",
+    "make_pypi_like",
+    "make_simple_index",
     "make_venv",
     "make_wheelhouse",
     "normalize",
@@ -220,6 +222,81 @@ def make_wheelhouse(dir: StrPath, specs: Iterable[PkgLike]) -> Path:
         pkg = _as_pkg(spec)
         backend.write_wheel(pkg.project(), dict(pkg.files()), root)
     return root
+
+
+#: the interpreters and platforms of a PyPI-like wheelhouse: 5 x 12 = 60 wheels a version
+PYPI_PYTHONS: tuple[str, ...] = ("cp310", "cp311", "cp312", "cp313", "cp314")
+PYPI_PLATFORMS: tuple[str, ...] = (
+    "manylinux_2_17_x86_64.manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_aarch64",
+    "manylinux_2_28_aarch64", "musllinux_1_2_x86_64", "musllinux_1_2_aarch64", "macosx_11_0_arm64",
+    "macosx_10_12_x86_64", "win_amd64", "win_arm64", "win32", "manylinux_2_39_x86_64",
+)
+
+
+def make_pypi_like(dir: StrPath, specs: Iterable[PkgLike], pythons: Sequence[str] = PYPI_PYTHONS,
+                   platforms: Sequence[str] = PYPI_PLATFORMS, sdist: bool = True) -> Path:
+    """A wheelhouse that looks like PyPI: every spec as one wheel per interpreter and
+    platform (``pythons`` x ``platforms``: 60 files by default) plus an sdist, each file's
+    bytes different (its zip comment names it), so every file has its own sha256.
+
+    The wheels are renamed copies of one pure-Python wheel: installers go by the file
+    name's tags. Returns ``dir``.
+    """
+    import tarfile
+    import zipfile
+
+    root = Path(dir)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = root / ".build"
+    for spec in specs:
+        pkg = _as_pkg(spec)
+        built = Path(backend.write_wheel(pkg.project(), dict(pkg.files()), scratch))
+        built = built if built.is_absolute() else scratch / built
+        stem = built.name.split("-py3-")[0]
+        for py in pythons:
+            for plat in platforms:
+                dest = root / f"{stem}-{py}-{py}-{plat}.whl"
+                shutil.copyfile(built, dest)
+                with zipfile.ZipFile(dest, "a") as z:
+                    z.comment = dest.name.encode()
+        if sdist:
+            base = f"{stem}"
+            tar = root / f"{base}.tar.gz"
+            info_dir = scratch / base
+            info_dir.mkdir(parents=True, exist_ok=True)
+            (info_dir / "PKG-INFO").write_text(
+                f"Metadata-Version: 2.1\nName: {pkg.name}\nVersion: {pkg.version}\n"
+                + "".join(f"Requires-Dist: {d}\n" for d in pkg.deps))
+            with tarfile.open(tar, "w:gz") as t:
+                t.add(info_dir, arcname=base)
+        built.unlink()
+    shutil.rmtree(scratch, ignore_errors=True)
+    return root
+
+
+def make_simple_index(wheelhouse: StrPath, dir: StrPath) -> str:
+    """A PEP 503 simple index at ``dir`` of the files of ``wheelhouse`` (copied), each link
+    with its ``#sha256=``, as PyPI serves them; returns its ``file://`` URL (uv reads it
+    like any index)."""
+    import hashlib
+
+    root = Path(dir)
+    files_dir = root / "files"
+    shutil.copytree(wheelhouse, files_dir)
+    by_dist: dict[str, list[Path]] = {}
+    for f in sorted(files_dir.iterdir()):
+        if f.is_file():
+            by_dist.setdefault(normalize(f.name.split("-")[0]), []).append(f)
+    for dist, files in by_dist.items():
+        page = root / "simple" / dist / "index.html"
+        page.parent.mkdir(parents=True)
+        links = "".join(f'<a href="../../files/{f.name}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">'
+                        f"{f.name}</a>\n" for f in files)
+        page.write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
+    (root / "simple" / "index.html").write_text(
+        "<!DOCTYPE html>\n<html><body>\n" + "".join(f'<a href="{d}/">{d}</a>\n' for d in by_dist)
+        + "</body></html>\n")
+    return (root / "simple").as_uri()
 
 
 # The packages of the session ``wheelhouse`` fixture.
