@@ -12,7 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 
-__all__ = ["DOC", "ROOT", "write_pypi_registry", "write_section"]
+__all__ = ["DOC", "ROOT", "shown", "write_pypi_registry", "write_section"]
+
+
+def shown(path: str) -> str:
+    """``path`` as a figure's caption names it: relative to the repository when inside it."""
+    full = Path(path).absolute()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else path
 
 
 def write_section(text: str, heading: str) -> None:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build_zipapp  # noqa: E402
-from bench._common import write_section  # noqa: E402
+from bench._common import shown, write_section  # noqa: E402
 from bench.plan_scale import generate  # noqa: E402
 
 HEADING = "## hpm.pyz plan, 1,000 manifests (bench/pyz_plan.py)"
@@ -84,7 +84,7 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["installed hpm (python -m hpm_boot), libyaml"]
     lines = [HEADING, "",
-             f"Python {platform.python_version()} ({sys.executable}), {platform.machine()}, "
+             f"Python {platform.python_version()} ({shown(sys.executable)}), {platform.machine()}, "
              f"{os.cpu_count()} CPUs "
              f"shared with other work; the venv's PyYAML has libyaml: {libyaml}. The registry of "
              f"bench/plan_scale.py with {MANIFESTS} manifests (10 of its 20 groups selected); "

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build_zipapp  # noqa: E402
-from bench._common import write_section  # noqa: E402
+from bench._common import shown, write_section  # noqa: E402
 from tests.support.factory import Pkg, hermetic_env, make_wheelhouse, uv_bin  # noqa: E402
 
 HEADING = "## hpm.pyz warm start (bench/pyz_warm.py)"
@@ -224,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         HEADING,
         "",
-        f"Python {full_version} ({python}), {platform.machine()}, {os.cpu_count()} CPUs shared with other "
-        f"work; {args.rounds} interleaved rounds, medians. The lock has {PACKAGES} packages, installed "
-        "in a venv (`HPM_VENV`) and unchanged, so `run` takes the hot path and execs the target. "
+        f"Python {full_version} ({shown(python)}), {platform.machine()}, {os.cpu_count()} CPUs shared "
+        f"with other work; {args.rounds} interleaved rounds, medians. The lock has {PACKAGES} packages, "
+        "installed in a venv (`HPM_VENV`) and unchanged, so `run` takes the hot path and execs the target. "
         "CPU is user+sys of the child (steadier than wall time on a busy machine).",
         "",
         "| command | wall ms | × bare | CPU ms | × bare |",
