@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import write_section  # noqa: E402
 from tests.support.factory import hermetic_env, make_wheelhouse, uv_bin  # noqa: E402
+from tests.support.process import group_alive  # noqa: E402
 
 HEADING = "## hpm stopped while installing (bench/signal_stop.py)"
 SLOW_UV = """#!/bin/sh
@@ -37,17 +38,6 @@ echo $$ > {pidfile}
 sleep 300 &
 exec sleep 301
 """
-
-
-def group_alive(pgid: int) -> bool:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def one_stop(tmp: Path, lock: Path, env: dict[str, str], signum: int, i: int) -> float:

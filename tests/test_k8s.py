@@ -163,15 +163,22 @@ def test_bad_image_and_bad_payload() -> None:
 # --------------------------------------------------------------------------- through the CLI
 
 
-def test_cli_format_k8s(tmp_path: Path, wheelhouse: Path, capsys: pytest.CaptureFixture[str],
-                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def lock_argv(tmp_path: Path, wheelhouse: Path, *extra: str) -> list[str]:
+    """``hpm lock`` of a one-package registry (hpmtest-app with a ``serve`` entrypoint)
+    written under ``tmp_path``, offline from ``wheelhouse``."""
     reg = tmp_path / "reg"
     reg.mkdir()
     (reg / "app.yaml").write_text(
         "name: hpmtest-app\nversion: 1.0.0\nsources: {prod: {type: pypi}}\n"
         "entrypoints: {serve: hpmtest-app --port 8001}\n")
-    base = ["lock", "-r", str(reg), "--with", "hpmtest-app", "--no-index", "--find-links", str(wheelhouse)]
+    return ["lock", "-r", str(reg), "--with", "hpmtest-app", "--no-index", "--find-links", str(wheelhouse),
+            *extra]
+
+
+def test_cli_format_k8s(tmp_path: Path, wheelhouse: Path, capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = lock_argv(tmp_path, wheelhouse)
     env = dict(os.environ)
     assert cli.main([*base, "-o", "lock.json"], env) == 0
     capsys.readouterr()
@@ -261,13 +268,7 @@ def test_cli_init_container_and_entrypoint(tmp_path: Path, wheelhouse: Path,
                                            capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    reg = tmp_path / "reg"
-    reg.mkdir()
-    (reg / "app.yaml").write_text(
-        "name: hpmtest-app\nversion: 1.0.0\nsources: {prod: {type: pypi}}\n"
-        "entrypoints: {serve: hpmtest-app --port 8001}\n")
-    base = ["lock", "-r", str(reg), "--with", "hpmtest-app", "--no-index", "--find-links", str(wheelhouse),
-            "--image", "registry.example.com/app:1.0"]
+    base = lock_argv(tmp_path, wheelhouse, "--image", "registry.example.com/app:1.0")
     env = dict(os.environ)
     assert cli.main([*base, "--format", "k8s", "--init-container", "--entrypoint", "serve"], env) == 0
     _, deployment = split(capsys.readouterr().out)

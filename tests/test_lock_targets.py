@@ -66,6 +66,16 @@ def lock(registry: Path, pypi: Path, out: Path, *extra: Any, with_: str = "hpmte
     return json.loads(out.read_text())
 
 
+def uv_installs_pylock(uv_bin: Path, pylock: Path, venv: Path) -> Path:
+    """``uv pip install -r pylock.toml`` into a new venv, for real (PEP 751 support is
+    behind uv's preview switch); the venv's site-packages."""
+    subprocess.run([uv_bin, "venv", "-q", venv], check=True)
+    installed = subprocess.run([uv_bin, "pip", "install", "--preview", "--python", venv_python(venv),
+                                "-r", pylock], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    return next((venv / "lib").glob("python3.*/site-packages"))
+
+
 def sha(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -239,13 +249,8 @@ def test_format_pylock_installs_with_uv(registry: Path, pypi: Path, tmp_path: Pa
     wheels = pkgs["hpmtest-core"]["wheels"]
     assert len(wheels) == 4 and all(w["hashes"]["sha256"] == sha(pypi / w["name"])[7:] for w in wheels)
     assert json.loads(doc["tool"]["hpm"]["lock"])["targets"][1]["python_platform"] == ARM
-    # uv installs it, for real (PEP 751 support is behind uv's preview switch)
-    venv = tmp_path / "venv"
-    subprocess.run([uv_bin, "venv", "-q", venv], check=True)
-    installed = subprocess.run([uv_bin, "pip", "install", "--preview", "--python", venv_python(venv),
-                                "-r", out], capture_output=True, text=True)
-    assert installed.returncode == 0, installed.stderr
-    site = next((venv / "lib").glob("python3.*/site-packages"))
+    # uv installs it, for real
+    site = uv_installs_pylock(uv_bin, out, tmp_path / "venv")
     assert (site / "hpmtest_core-2.0.0.dist-info").is_dir()
     assert (site / "hpmtest_app-1.0.0.dist-info").is_dir()
     # a file name pylock.toml does not allow is a usage error before anything runs
@@ -329,11 +334,6 @@ def test_format_pylock_with_a_git_source_installs_with_uv(pypi: Path, tmp_path: 
 
     pkgs = {p["name"]: p for p in tomllib.loads(out.read_text())["packages"]}
     assert pkgs["hpmtest-gitplugin"]["vcs"]["commit-id"] == git_plugin.tags["v0.1.0"]
-    venv = tmp_path / "venv"
-    subprocess.run([uv_bin, "venv", "-q", venv], check=True)
-    installed = subprocess.run([uv_bin, "pip", "install", "--preview", "--python", venv_python(venv),
-                                "-r", out], capture_output=True, text=True)
-    assert installed.returncode == 0, installed.stderr
-    site = next((venv / "lib").glob("python3.*/site-packages"))
+    site = uv_installs_pylock(uv_bin, out, tmp_path / "venv")
     assert (site / "hpmtest_gitplugin-0.1.0.dist-info").is_dir()
     assert (site / "hpmtest_core-2.0.0.dist-info").is_dir()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.process import group_alive
 from tests.support.world import HPM, World, b64_of, probe_of, uv_calls, world
 
 __all__ = ["world"]
@@ -247,19 +248,6 @@ exec sleep 301
 """
 
 
-def _group_alive(pgid: int) -> list[str]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            alive.append(stat.parent.name)
-    return alive
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_install_is_forwarded_and_leaves_no_orphan(
     world: World, signum: int, code: int
@@ -293,8 +281,8 @@ def test_signal_during_install_is_forwarded_and_leaves_no_orphan(
     assert proc.returncode == code, err
     assert f"stopped by signal {signal.Signals(signum).name} while installing" in err
     time.sleep(0.2)
-    assert _group_alive(installer) == []  # the whole group is gone: no orphan installer
-    assert not Path(f"/proc/{sleeper}").exists() or _group_alive(installer) == []
+    assert group_alive(installer) == []  # the whole group is gone: no orphan installer
+    assert not Path(f"/proc/{sleeper}").exists() or group_alive(installer) == []
     assert "installed" not in err.replace("not installed", "")
 
 
@@ -315,7 +303,7 @@ def test_signal_as_the_installer_starts_is_not_lost(world: World) -> None:
                      env={"HPM_UV": str(early), "HPM_VENV": str(world.tmp / "v")})
     assert proc.returncode == 143, proc.stderr
     assert "stopped by signal SIGTERM while installing" in proc.stderr
-    assert _group_alive(int(pidfile.read_text())) == []
+    assert group_alive(int(pidfile.read_text())) == []
 
 
 # ---------------------------------------------------------------- output
