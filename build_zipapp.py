@@ -40,7 +40,6 @@ import argparse
 import hashlib
 import importlib.util
 import io
-import itertools
 import json
 import marshal
 import os
@@ -75,7 +74,6 @@ COMPILED = ("msgspec", "pyyaml")
 YAML_WHEEL = ("3.12", "manylinux_x86_64")
 #: what gets compiled bytecode (archive paths): hpm itself and the vendored packages
 BYTECODE_OF = ("hpm_boot/", "_vendor/")
-PART_SIZE = 48 * 1024
 RESCUE_GAP = 56 * 1024  # < 64 KiB, the span zipimport searches for an end record
 FILE_MODE = 0o100644
 SHEBANG = b"#!/usr/bin/env python3\n"
@@ -294,28 +292,18 @@ def _vendor(wheel: Path, package: str) -> dict[str, bytes]:
     return out
 
 
-def _split(data: bytes) -> list[bytes]:
-    """``data`` in parts of at most PART_SIZE, cut through every end-of-zip signature.
-
-    A wheel is itself a zip: its end record, left whole in the pyz, would be what
-    zipimport finds in a cut-short file instead of a rescue zip's.
-    """
-    cuts = set(range(0, len(data), PART_SIZE))
-    cuts |= {m.start() + 2 for m in re.finditer(re.escape(b"PK\x05\x06"), data)}
-    edges = [*sorted(cuts), len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(edges)]
-
-
 def collect(
     wheels: dict[str, list[Path]],
     pythons: list[str],
     platforms: list[str],
     bytecode: list[str] | None = None,
     strict_bytecode: bool = False,
-) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, Hot], dict]:
+) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, Hot], dict, dict[bytes, bytes],
+           dict[str, bytes]]:
     """The lib zip's files (name -> bytes), the start code (``_hpm_start``: its source and
-    its bytecode per cache tag), the start-path modules (``write_pyz``'s ``hot``) and the
-    BUILD_INFO the lib carries.
+    its bytecode per cache tag), the start-path modules (``write_pyz``'s ``hot``), the
+    BUILD_INFO the lib carries, the entry code per magic number and the wheels (file name
+    -> bytes, raw regions of the pyz).
 
     ``bytecode``: the Python versions to ship compiled modules for (see compile_bytecode).
     """
@@ -338,14 +326,13 @@ def collect(
     files.update(pyc)
     # ENTRY_PY compiled per interpreter, by magic number: for LAYOUT, not BUILD_INFO
     entries = {bytes.fromhex(c["magic"]): bytes.fromhex(c.pop("entry")) for c in compiled.values()}
-    start = {"_hpm_entry": entries, "_wheels": wheel_data}
     tiers = []
     for tier in range(len(HOT)):
         modules = {mod: (pkg, files.pop(n)) for n, (mod, pkg, t) in sorted(hot_names.items()) if t == tier}
         blob = marshal.dumps(modules, 2)  # format 2: see COMPILE_PY
         tiers.append((tuple(sorted(modules)), blob, zlib.crc32(blob)))
     hot["source"] = ("", tiers)
-    start |= {"_hpm_start.py": files.pop(START)}
+    start = {"_hpm_start.py": files.pop(START)}
     for version in compiled.values():
         tag = version["tag"]
         start[f"{tag}/_hpm_start.pyc"] = files.pop(f"_pyc/{tag}/{START[:-3]}.pyc")
@@ -364,7 +351,7 @@ def collect(
         "start_modules": [sorted(f"hpm_boot.{m}".removesuffix(".__init__") for m in tier) for tier in HOT],
     }
     files["BUILD_INFO"] = (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
-    return files, start, hot, info
+    return files, start, hot, info, entries, wheel_data
 
 
 # -- bytecode -------------------------------------------------------------------------
@@ -533,15 +520,14 @@ class _Stream:
 
     def zip(self, files: dict[str, bytes], epoch: int, stored: bool = False, comment: bytes = b"") -> None:
         """Write ``files`` (sorted) as one zip, rescue zips between its members and before
-        its directory; deflated unless ``stored`` (wheels are always stored)."""
+        its directory; deflated unless ``stored``."""
         with zipfile.ZipFile(self.buf, "w") as zf:
             for name in sorted(files):
                 data = files[name]
                 if self.tell() + 30 + len(name) + len(data) + 64 - self.last > RESCUE_GAP:
                     self.rescue()
                     zf.start_dir = self.tell()  # where zipfile writes the next member
-                keep = stored
-                zf.writestr(_info(name, epoch, keep), data, compresslevel=None if keep else 9)
+                zf.writestr(_info(name, epoch, stored), data, compresslevel=None if stored else 9)
             # a rescue zip right before the directory: the last members' bytes then never
             # count against the 64 KiB that zipimport searches from the end
             self.rescue()
@@ -549,7 +535,7 @@ class _Stream:
             if comment:
                 zf.comment = comment
         if self.tell() - self.last > 0xFFFF:
-            raise BuildError("zip directory too large for the rescue zips; raise PART_SIZE")
+            raise BuildError("zip directory too large for the rescue zips: more than 64 KiB of entries")
 
 
 def write_pyz(
@@ -633,12 +619,10 @@ def build(
     platforms = sorted(platforms or PLATFORMS)
     wheels = fetch_wheels(wheels_dir, pythons, platforms, offline)
     strict = bytecode is not None
-    files, start, hot, info = collect(wheels, pythons, platforms, pythons if bytecode is None else bytecode,
-                                      strict)
+    compiled_for = pythons if bytecode is None else bytecode
+    files, start, hot, info, entry, wheel_data = collect(wheels, pythons, platforms, compiled_for, strict)
     comment = f"hpm {info['version']} {info['commit']}"
     checks = {c["tag"]: (c["magic"], bytes.fromhex(c["start"])) for c in info["bytecode"].values()}
-    entry = start.pop("_hpm_entry")
-    wheel_data = start.pop("_wheels")
     data = write_pyz(files, start, checks, hot, info["source_date_epoch"], comment, entry, wheel_data)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
