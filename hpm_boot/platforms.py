@@ -137,7 +137,7 @@ def host_platform_name(host: tuple[str, str, str, str]) -> str:
         return f"{machine}-unknown-linux-musl"
     if os_name == "linux":
         minor = int(level.split(".")[1]) if level.count(".") == 1 and level.split(".")[1].isdigit() else 17
-        known = [n for n in (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40) if n <= minor] or [17]
+        known = [n for n in map(int, _GLIBC_LEVELS) if n <= minor] or [17]
         return f"{machine}-manylinux_2_{known[-1]}"
     if os_name == "macos":
         return f"{'aarch64' if machine in ('arm64', 'aarch64') else machine}-apple-darwin"

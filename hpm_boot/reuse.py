@@ -175,6 +175,15 @@ def exec_uv(argv: Sequence[str], fd: int, environ: Mapping[str, str]) -> NoRetur
                                     "install uv or set HPM_UV") from None
 
 
+def exec_record(record: Mapping[str, Any], cmd: Sequence[str], fd: int,
+                environ: Mapping[str, str]) -> NoReturn:
+    """Become ``uv run`` of ``cmd`` in the environment of ``record``, in its mode (RUN_MODE)."""
+    from hpm_boot.handover import with_mode
+
+    exec_uv(run_argv(record["uv"], record["dir"], record["uv_args"], cmd), fd,
+            with_mode(environ, record.get("mode")))
+
+
 # ---------------------------------------------------------------- the reuse record
 
 
@@ -295,9 +304,7 @@ def fast_ephemeral(argv: Sequence[str], environ: Mapping[str, str]) -> int | Non
             log.warning(warning)
         log.debug(f"reusing ephemeral environment {os.path.basename(directory)} (nothing changed)")
     try:
-        from hpm_boot.handover import with_mode
-
-        exec_uv(run_argv(uv, directory, record["uv_args"], cmd), fd, with_mode(environ, record.get("mode")))
+        exec_record(record, cmd, fd, environ)
     except HpmError as exc:
         from hpm_boot.log import Log
 

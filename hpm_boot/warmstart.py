@@ -157,8 +157,8 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
     log = Log(environ)
     try:
         target = target_environment(environ)
-        raw = lock_input(environ, lock_file)
         keyed = any(k in environ for k in contract.KEY_VARS)  # even empty: read_key refuses that
+        raw = None if keyed else lock_input(environ, lock_file)  # no stamp while signatures count
         lock = read_stamp(target, raw) if target is not None and raw is not None and not keyed else None
         fresh = lock is None
         if lock is None:

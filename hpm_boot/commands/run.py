@@ -45,7 +45,6 @@ def run_ephemeral(args: argparse.Namespace, environ: Environ) -> int:
     from hpm_boot import reuse
     from hpm_boot.commands._options import installer_options, registry_dirs, selection_of
     from hpm_boot.compose import ephemeral
-    from hpm_boot.handover import with_mode
     from hpm_boot.log import Log
 
     log = Log(environ)
@@ -60,5 +59,4 @@ def run_ephemeral(args: argparse.Namespace, environ: Environ) -> int:
     cmd = [*(record["entry"] or []), *args.cmd]
     log.info(f"ephemeral environment {os.path.basename(directory)}: exec {' '.join(cmd)} "
              f"({log.elapsed():.2f} s)")
-    reuse.exec_uv(reuse.run_argv(record["uv"], directory, record["uv_args"], cmd), fd,
-                  with_mode(environ, record.get("mode")))
+    reuse.exec_record(record, cmd, fd, environ)

@@ -18,7 +18,6 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     from hpm_boot import reuse
     from hpm_boot.commands._options import installer_options, registry_dirs, selection_of
     from hpm_boot.compose import ephemeral
-    from hpm_boot.handover import with_mode
     from hpm_boot.log import Log
 
     log = Log(environ)
@@ -27,5 +26,4 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
         installer_options(args), args.python, None, environ, log)
     shell = environ.get("SHELL") or "/bin/sh"
     log.info(f"ephemeral environment {os.path.basename(directory)}: {shell} (exit to leave)")
-    reuse.exec_uv(reuse.run_argv(record["uv"], directory, record["uv_args"], [shell]), fd,
-                  with_mode(environ, record.get("mode")))
+    reuse.exec_record(record, [shell], fd, environ)
