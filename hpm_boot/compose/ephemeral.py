@@ -36,13 +36,14 @@ def _toml_str(value: str) -> str:
 
 
 def generate(plan: Plan, python: str, uv_args: Sequence[str],
-             names: Mapping[str, str] | None = None) -> str:
+             names: Mapping[str, str] | None = None, commits: Mapping[str, str] | None = None,
+             minor: str | None = None) -> str:
     """The ``pyproject.toml`` of the plan's ephemeral environment (deterministic text).
 
     ``names``: package -> the distribution its source builds, when not the package's
-    name (``lockmod.discover``)."""
-    from hpm_boot.compose.lock import resolve_git_ref
-
+    name (``lockmod.discover``); ``commits``: git package -> its ref's commit, and
+    ``minor``: the Python version of ``python``, when the caller has them already."""
+    commits = commits if commits is not None else git_commits(plan)
     deps: list[str] = []
     sources: list[str] = []
     indexes: list[str] = []
@@ -56,7 +57,7 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str],
         source = p.source
         dist = (names or {}).get(p.name) or getattr(source, "package", None) or p.name
         if isinstance(source, GitSource):
-            sha = resolve_git_ref(source.url, source.ref, p.name)
+            sha = commits[p.name]
             deps.append(f"{dist}{extras}")
             fields = [f"git = {_toml_str(source.url)}", f"rev = {_toml_str(sha)}"]
             if source.subdirectory:
@@ -79,7 +80,7 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str],
             deps.append(f"{dist}{extras}")
             editable = ", editable = true" if source.editable and os.path.isdir(path) else ""
             sources.append(f"{dist} = {{ path = {_toml_str(path)}{editable} }}")
-    minor = _python_minor(python)
+    minor = minor or _python_minor(python)
     lines = [
         "# An hpm ephemeral environment, generated from the plan: do not edit.",
         "# Its directory name is a digest of this file; `hpm gc` removes stale ones.",
@@ -131,19 +132,24 @@ def _registry_lists(plan: Plan) -> list[str]:
     return out
 
 
-def _names(plan: Plan, uv: str, uv_args: Sequence[str], python: str,
+def git_commits(plan: Plan) -> dict[str, str]:
+    """Each git package of the plan -> the commit its ref points at (``git ls-remote``)."""
+    from hpm_boot.compose.lock import resolve_git_ref
+
+    return {p.name: resolve_git_ref(p.source.url, p.source.ref, p.name)
+            for p in plan.packages if isinstance(p.source, GitSource)}
+
+
+def _names(plan: Plan, uv: str, uv_args: Sequence[str], minor: str, commits: Mapping[str, str],
            environ: Mapping[str, str]) -> dict[str, str]:
     """The distributions of the plan's sources that do not name theirs (cached: lock.discover)."""
     from hpm_boot.compose import lock as lockmod
-    from hpm_boot.compose.lock import resolve_git_ref
 
     unnamed = [p for p in plan.packages
                if p.manager != "conda" and lockmod.explicit(p.source, p.name) is None]
     if not unnamed:
         return {}
-    asks = [(p, resolve_git_ref(p.source.url, p.source.ref, p.name) if isinstance(p.source, GitSource)
-             else None) for p in unnamed]
-    return lockmod.discover(asks, uv, uv_args, _python_minor(python), environ)
+    return lockmod.discover([(p, commits.get(p.name)) for p in unnamed], uv, uv_args, minor, environ)
 
 
 def _python_minor(python: str) -> str:
@@ -249,8 +255,9 @@ def prepare(command: str, opts: Mapping[str, Any], dirs: Sequence[Path], selecti
     uv_args = options.uv_args()
     python = os.path.abspath(python) if python else sys.executable
     uv = find_uv(environ)
-    names = _names(plan, uv, uv_args, python, environ)
-    text = generate(plan, python, uv_args, names)
+    commits, minor = git_commits(plan), _python_minor(python)
+    names = _names(plan, uv, uv_args, minor, commits, environ)
+    text = generate(plan, python, uv_args, names, commits, minor)
     locals_ = sorted({p.path for p in plan.packages if isinstance(p.source, LocalSource) and p.path})
     root = reuse.ephemeral_root(environ)
     for _attempt in range(5):

@@ -340,8 +340,7 @@ def _normal_url(url: str) -> str:
 def _ask_uv(asks: Mapping[str, tuple[PlannedPackage, str | None]], uv: str, uv_args: Sequence[str],
             python_version: str, environ: Mapping[str, str]) -> dict[str, str]:
     """Direct URL -> distribution name, from uv's compile of the unnamed requirements."""
-    cmd = [uv, "pip", "compile", "-", "--no-deps", "--no-header", "--no-annotate", "--quiet",
-           "--python-version", python_version, *uv_args]
+    cmd = compile_cmd(uv, python_version, None, uv_args, "--no-deps", "--no-annotate")
     try:
         out = subprocess.run(cmd, input="\n".join(asks) + "\n", capture_output=True, text=True,
                              env=dict(environ))
@@ -513,8 +512,6 @@ def _logical_lines(text: str) -> list[str]:
 
 def _dist_name(requirement_name: str) -> str:
     """The normalized distribution name of ``name[extras]``."""
-    from packaging.utils import canonicalize_name
-
     return canonicalize_name(requirement_name.split("[", 1)[0].strip())
 
 
@@ -540,12 +537,19 @@ def compile_pins(
     """
     if not requirements:
         return []
-    cmd = [uv, "pip", "compile", "-", "--generate-hashes", "--no-header", "--no-annotate",
-           "--quiet", "--python-version", target.python_version, *extra_args]
-    if target.python_platform:
-        cmd += ["--python-platform", target.python_platform]
+    cmd = compile_cmd(uv, target.python_version, target.python_platform, extra_args, "--generate-hashes",
+                      "--no-annotate")
     out = _run_compile(cmd, requirements, environ, target)
     return parse_compiled(out, editable_names)
+
+
+def compile_cmd(uv: str, python_version: str, python_platform: str | None, extra_args: Sequence[str],
+                *flags: str) -> list[str]:
+    """``uv pip compile`` of requirements on stdin, quiet and headerless, for a Python
+    version (and platform), with ``flags`` saying what to write."""
+    cmd = [uv, "pip", "compile", "-", *flags, "--no-header", "--quiet", "--python-version", python_version,
+           *extra_args]
+    return [*cmd, "--python-platform", python_platform] if python_platform else cmd
 
 
 def _first_error(stderr: str) -> str:
@@ -665,10 +669,8 @@ def compile_files(
 ) -> dict[tuple[str, str], list[File]]:
     """The files ``target`` can install for each pin of ``requirements``' closure, from
     ``uv pip compile --format pylock.toml`` (PEP 751) for that target."""
-    cmd = [uv, "pip", "compile", "-", "--format", "pylock.toml", "--no-header", "--quiet",
-           "--python-version", target.python_version, *extra_args]
-    if target.python_platform:
-        cmd += ["--python-platform", target.python_platform]
+    cmd = compile_cmd(uv, target.python_version, target.python_platform, extra_args, "--format",
+                      "pylock.toml")
     data = _toml(_run_compile(cmd, requirements, environ, target))
     if pylocks is not None:
         pylocks.append(data)

@@ -41,7 +41,7 @@ def lock_for(plan: Plan, target: Environment, options: InstallerOptions,
     if not any(isinstance(p.source, GitSource) for p in plan.packages):
         stats = {}
         for p in plan.packages:
-            for name in ("pyproject.toml", "setup.cfg", "setup.py") if p.path else ():
+            for name in lockmod.BUILD_FILES if p.path else ():
                 try:
                     st = os.stat(os.path.join(p.path, name))
                 except OSError:
