@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 
 from hpm_boot.errors import NotWritableError, UsageError
-from hpm_boot.log import Log
 from hpm_boot.reuse import INDEX, LAST_USED, PROJECT, USE_LOCK, ephemeral_root, read_record
 
 TYPE_CHECKING = False
@@ -226,7 +225,7 @@ def _cache_leftovers(places: list[str], now: float) -> None:
                             os.unlink(path)
 
 
-def prune_cache(dry_run: bool, log: Log) -> None:
+def prune_cache(dry_run: bool) -> None:
     """Remove (or list, ``dry_run``) other builds' unpacked files from every cache place;
     NotWritableError (73) at the end when some of them sit where gc cannot write."""
     from hpm_boot import _pyz
@@ -297,7 +296,7 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if not args.cache_only:
         prune_ephemeral(args, environ, max_age)
     if not args.no_cache:
-        prune_cache(args.dry_run, Log(environ))
+        prune_cache(args.dry_run)
     return 0
 
 
