@@ -268,14 +268,15 @@ def hpm_host(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Com
 
 @pytest.fixture(scope="session")
 def make_lock(container_registry: Path, container_wheelhouse: Path, images: Images):
-    """``make_lock("hpmtest-probe", ...)`` -> the HPM_LOCK_B64 text for the image's Python."""
+    """``make_lock("hpmtest-probe", ...)`` -> the HPM_LOCK_B64 text for the image's Python
+    (``fmt="json"``: the lock file's text)."""
     cache: dict[tuple[str, ...], str] = {}
 
-    def make(*with_: str, mode: str = "prod") -> str:
-        key = (*with_, mode)
+    def make(*with_: str, mode: str = "prod", fmt: str = "b64") -> str:
+        key = (*with_, mode, fmt)
         if key not in cache:
             cache[key] = hpm_host(
-                "lock", "--format", "b64", "--registry", str(container_registry),
+                "lock", "--format", fmt, "-o", "-", "--registry", str(container_registry),
                 *[a for w in with_ for a in ("--with", w)], "--mode", mode,
                 "--python-version", images.python_version, "--no-index",
                 *(["--python-platform", images.python_platform] if images.python_platform else []),

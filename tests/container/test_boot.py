@@ -7,6 +7,7 @@ numbers in the test names are the scenarios of the containers issue.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 
@@ -242,11 +243,42 @@ def test_hpm_entrypoint_without_a_command_override(engine, images, make_lock, ru
 
 
 def test_image_env_and_layout(images, run_container):
-    run = run_container(images.root, "-c", "import os; print(os.environ['UV_COMPILE_BYTECODE'], "
+    run = run_container(images.root, "-c", "import os; print(os.environ.get('UV_COMPILE_BYTECODE'), "
                         "os.environ['UV_LINK_MODE'], os.environ['UV_CACHE_DIR'], "
                         "oct(os.stat('/var/cache/uv').st_mode))",
                         args=["--entrypoint", "python3"])
-    assert run.proc.stdout.split() == ["1", "copy", "/var/cache/uv", "0o41777"]
+    assert run.proc.stdout.split() == ["None", "copy", "/var/cache/uv", "0o41777"]
+
+
+#: how many .pyc files hpmtest-core has in the image's site-packages (the app never imports it)
+COUNT_PYC = ("import glob; print('PYC', len(glob.glob('/usr/local/lib/python3*/dist-packages/"
+             "hpmtest_core/**/*.pyc', recursive=True)))")
+
+
+def test_bytecode_compiled_by_a_baked_image_not_at_start(engine, images, make_lock, run_container,
+                                                         container_wheelhouse, tmp_path):
+    """docs/containers.md: an install at container start compiles nothing (the app compiles
+    what it imports); the doc's snippet that bakes the packages compiles them at build."""
+    lock = make_lock("hpmtest-probe")
+    run = run_container(images.root, "python3", "-c", COUNT_PYC, env={"HPM_LOCK_B64": lock})
+    assert "PYC 0" in run.proc.stdout.splitlines(), run.proc.stdout + run.log
+    assert "installed 2 packages" in run.log
+    # the snippet of docs/containers.md ("Build"), with the wheelhouse in place of an index
+    ctx = tmp_path / "bake"
+    shutil.copytree(container_wheelhouse, ctx / "wheels")
+    (ctx / "hpm.lock.json").write_text(make_lock("hpmtest-probe", fmt="json"))
+    doc = (ROOT / "docs" / "containers.md").read_text()
+    snippet = re.search(r"```dockerfile\n(COPY hpm.lock.json.*?)```", doc, re.S)
+    assert snippet, "docs/containers.md has no baking snippet"
+    run_line = "ENV UV_OFFLINE=1 UV_FIND_LINKS=/tmp/wheels\nCOPY wheels /tmp/wheels\n"
+    (ctx / "Dockerfile").write_text(f"FROM {images.root}\n{run_line}{snippet.group(1)}")
+    baked = f"localhost/hpm-test-baked:{engine.session}"
+    engine("build", "-q", "-t", baked, str(ctx), timeout=600)
+    engine.images.append(baked)
+    run = run_container(baked, "python3", "-c", COUNT_PYC, env={"HPM_LOG": "debug"})
+    counts = [int(line.split()[1]) for line in run.proc.stdout.splitlines() if line.startswith("PYC ")]
+    assert len(counts) == 1 and counts[0] > 0, run.proc.stdout
+    assert "installing" not in run.log and "exec python3" in run.log, run.log  # the warm path
 
 
 def test_ready_file_on_cold_and_warm_start(engine, images, make_lock, run_container):
