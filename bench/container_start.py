@@ -47,13 +47,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import write_pypi_registry, write_section  # noqa: E402
+from bench._common import BASE, ENGINE, build_hpm_image, write_pypi_registry, write_section  # noqa: E402
 from bench.install_cold import REAL, real_wheelhouse  # noqa: E402
 from tests.support.factory import Pkg, make_wheelhouse  # noqa: E402
-from tests.support.factory import uv_bin as find_uv  # noqa: E402
 
-ENGINE = os.environ.get("HPM_BENCH_ENGINE", "podman")
-BASE = os.environ.get("HPM_TEST_BASE", "localhost/hpm-base:bookworm")
 SECTION = "## Container start (bench/container_start.py)"
 SECTION_REAL = "## Container start, 20 real packages (bench/container_start.py --real)"
 #: the module each ``REAL`` distribution is imported as, where the names differ
@@ -96,18 +93,8 @@ def time_to_first_line(argv: list[str], env: dict[str, str], marker: str = "APP-
 
 
 def setup(work: Path, n: int, tag: str, real: bool) -> dict[str, object]:
-    out = subprocess.run(["bash", str(ROOT / "docker" / "setup-engine.sh")], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(out.stdout.strip() or "setup-engine.sh failed")
-    ctx = work / "ctx"
-    ctx.mkdir()
-    sh(sys.executable, str(ROOT / "build_zipapp.py"), "-o", str(ctx / "hpm.pyz"))
-    shutil.copy2(find_uv(), ctx / "uv")
     image = f"localhost/hpm-bench:{tag}"
-    sh(ENGINE, "build", "-q", "-t", image, "--build-arg", f"BASE={BASE}", "-f",
-       str(ROOT / "docker" / "Dockerfile"), str(ctx))
-    version = sh(ENGINE, "run", "--rm", "--entrypoint", "python3", image, "-c",
-                 "import sys;print('%d.%d' % sys.version_info[:2])").strip()
+    version = build_hpm_image(work, image)
     if real:
         tag_dir = f"cpython-{version.replace('.', '')}-{platform.machine()}"
         wh = real_wheelhouse(ROOT / "build" / "bench-wheels" / tag_dir, f"python{version}", os.environ)

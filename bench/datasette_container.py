@@ -43,11 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import write_section  # noqa: E402
-from tests.support.factory import uv_bin as find_uv  # noqa: E402
+from bench._common import BASE, ENGINE, build_hpm_image, write_section  # noqa: E402
 
-ENGINE = os.environ.get("HPM_BENCH_ENGINE", "podman")
-BASE = os.environ.get("HPM_TEST_BASE", "localhost/hpm-base:bookworm")
 REGISTRY = ROOT / "examples" / "datasette" / "registry"
 SECTION = "## Real PyPI plugins in a container (bench/datasette_container.py)"
 APP = ["datasette", "--get", "/-/plugins.json"]
@@ -65,22 +62,6 @@ def timed(*args: str, check: bool = True) -> tuple[float, subprocess.CompletedPr
     started = time.perf_counter()
     proc = sh(*args, check=check)
     return time.perf_counter() - started, proc
-
-
-def build_image(work: Path, tag: str) -> tuple[str, str]:
-    out = subprocess.run(["bash", str(ROOT / "docker" / "setup-engine.sh")], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(out.stdout.strip() or "setup-engine.sh failed")
-    ctx = work / "ctx"
-    ctx.mkdir()
-    sh(sys.executable, str(ROOT / "build_zipapp.py"), "-o", str(ctx / "hpm.pyz"))
-    shutil.copy2(find_uv(), ctx / "uv")
-    image = f"localhost/hpm-datasette:{tag}"
-    sh(ENGINE, "build", "-q", "-t", image, "--build-arg", f"BASE={BASE}", "-f",
-       str(ROOT / "docker" / "Dockerfile"), str(ctx))
-    version = sh(ENGINE, "run", "--rm", "--entrypoint", "python3", image, "-c",
-                 "import sys;print('%d.%d' % sys.version_info[:2])").stdout.strip()
-    return image, version
 
 
 def lock(registry: Path, version: str) -> tuple[float, str, int]:
@@ -159,7 +140,8 @@ def main() -> int:
     names: list[str] = []
     with tempfile.TemporaryDirectory(prefix="hpm-datasette-") as tmp:
         work = Path(tmp)
-        image, version = build_image(work, tag)
+        image = f"localhost/hpm-datasette:{tag}"
+        version = build_hpm_image(work, image)
         try:
             for i in range(args.reps):
                 seconds, payload, pins = lock(REGISTRY, version)
