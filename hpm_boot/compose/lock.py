@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -613,26 +613,26 @@ def describe_targets(targets: Sequence[Target]) -> str:
     return "; ".join(f"Python {t.python_version} {t.python_platform}" for t in targets)
 
 
-def _toml(text: str) -> dict[str, Any]:
+def parse_pylock(text: str) -> dict[str, Any]:
+    """uv's ``pylock.toml`` as TOML data; text that is not TOML is 74 saying so."""
+    loads: Callable[[str], Any]
     try:
-        import tomllib
+        from tomllib import loads
     except ModuleNotFoundError:  # Python 3.10: msgspec reads TOML with tomli
-        try:
-            return msgspec.toml.decode(text)
-        except ImportError:
-            raise InstallerMissingError("hpm lock on Python 3.10 needs tomli to read uv's pylock.toml",
-                                        "pip install tomli, or run hpm lock with Python 3.11+") from None
-    return tomllib.loads(text)
+        loads = msgspec.toml.decode
+    try:
+        return loads(text)
+    except ImportError:
+        raise InstallerMissingError("hpm lock on Python 3.10 needs tomli to read uv's pylock.toml",
+                                    "pip install tomli, or run hpm lock with Python 3.11+") from None
+    except ValueError as exc:
+        raise InstallerFailedError(f"uv pip compile wrote a pylock.toml hpm cannot read: {exc}") from None
 
 
 def parse_pylock_files(text: str) -> dict[tuple[str, str], list[File]]:
     """(name, version) -> the files uv's ``pylock.toml`` lists for it: its wheels, best
     first (uv lists exactly the wheels the target's tags accept), else its sdist."""
-    try:
-        data = _toml(text)
-    except ValueError as exc:
-        raise InstallerFailedError(f"uv pip compile wrote a pylock.toml hpm cannot read: {exc}") from None
-    return pylock_files(data)
+    return pylock_files(parse_pylock(text))
 
 
 def pylock_files(data: Mapping[str, Any]) -> dict[tuple[str, str], list[File]]:
@@ -671,7 +671,7 @@ def compile_files(
     ``uv pip compile --format pylock.toml`` (PEP 751) for that target."""
     cmd = compile_cmd(uv, target.python_version, target.python_platform, extra_args, "--format",
                       "pylock.toml")
-    data = _toml(_run_compile(cmd, requirements, environ, target))
+    data = parse_pylock(_run_compile(cmd, requirements, environ, target))
     if pylocks is not None:
         pylocks.append(data)
     return pylock_files(data)
