@@ -29,6 +29,7 @@ from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, Source
 from hpm_boot.compose.resolve import Plan, PlannedPackage
 from hpm_boot.errors import (
     DataError,
+    HpmError,
     InstallerFailedError,
     InstallerMissingError,
     NotFoundError,
@@ -854,7 +855,7 @@ def make_lock(
                 pins = merge_targets([lock_target(requirements, t, uv, args, environ, editables, pylocks)
                                       for t in targets])
             except InstallerFailedError as exc:
-                raise explain_failure(exc, plan, packages) from None
+                raise explain_failure(exc, plan, dists) from None
     return Lock(
         version=LOCK_VERSION,
         hpm=__version__,
@@ -879,31 +880,38 @@ def _registry_files(plan: Plan, scratch: str) -> list[str]:
     return args
 
 
-def explain_failure(exc: InstallerFailedError, plan: Plan, packages: Sequence[LockedPackage]) -> Exception:
+def explain_failure(exc: InstallerFailedError, plan: Plan, dists: Mapping[str, str]) -> HpmError:
     """uv's failure to pin the closure, as hpm's own error when hpm can say more:
     a ``package:`` that disagrees with the built metadata (65), a source that builds
-    nothing (65), packages or a registry constraint that collide (78); else uv's error
-    as it is (74)."""
-    from hpm_boot.compose import conflicts
-
+    nothing (65), packages or a registry constraint that collide (78, ``explain_conflict``);
+    else uv's error as it is (74)."""
     stderr = exc.details or ""
     mismatch = mismatch_error(stderr, plan.packages)
     if mismatch is not None:
         return mismatch
     if any(words in stderr for words in NOT_A_PROJECT):
         return build_error(stderr, plan.packages, 1)
-    files = {p.name: p.manifest for p in plan.packages}
-    provides = {p.name: tuple(p.provides) for p in plan.packages}
-    members = [conflicts.Member(p.name, p.distribution or p.name, files.get(p.name, "?"),
-                                provides.get(p.name, ())) for p in packages]
+    return explain_conflict(exc, plan, dists)
+
+
+def explain_conflict(exc: InstallerFailedError, plan: Plan, dists: Mapping[str, str]) -> HpmError:
+    """uv's "no solution" as a collision of the plan's packages or a registry constraint
+    (78, ``conflicts.explain``), else ``exc`` as it is. ``dists``: package -> the
+    distribution its source builds, for those whose manifest does not say (``discover``)."""
+    from hpm_boot.compose import conflicts
+
+    members = []
+    for p in plan.packages:
+        dist = dists.get(p.name) or explicit(p.source, p.name) or p.name
+        members.append(conflicts.Member(p.name, canonicalize_name(dist), p.manifest, tuple(p.provides)))
     rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
     rules += [conflicts.Rule(o.requirement, o.where, "override") for o in plan.overrides]
     virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
-    explained = conflicts.explain(stderr, members, rules, virtuals)
-    if explained is not None:
-        explained.details = mask_credentials(explained.details or "")
-        return explained
-    return exc
+    explained = conflicts.explain(exc.details or "", members, rules, virtuals)
+    if explained is None:
+        return exc
+    explained.details = mask_credentials(explained.details or "")
+    return explained
 
 
 def registry_notes(plan: Plan, lock: Lock) -> tuple[list[str], list[str]]:
