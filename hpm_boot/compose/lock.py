@@ -217,7 +217,7 @@ def cache_key(p: PlannedPackage, commit: str | None) -> str | None:
     if isinstance(source, GitSource):
         return direct_url(p, commit) if commit else None
     if isinstance(source, UrlSource):
-        return source.url + (f"#sha256={source.sha256}" if source.sha256 else "")
+        return _url_key(source)
     if isinstance(source, LocalSource):
         path = p.path or source.path
         stats = []
@@ -229,6 +229,10 @@ def cache_key(p: PlannedPackage, commit: str | None) -> str | None:
     return None
 
 
+def _url_key(source: UrlSource) -> str:
+    return source.url + (f"#sha256={source.sha256}" if source.sha256 else "")
+
+
 def _shown_key(source: Source) -> str | None:
     """The key of the name last found for a git ref, for display (``hpm plan``, ``why``)
     only: a ref may move, so locking never trusts it."""
@@ -237,20 +241,22 @@ def _shown_key(source: Source) -> str | None:
     return None
 
 
-def known(source: Source, name: str, path: str | None, environ: Mapping[str, str]) -> str | None:
+def known(source: Source, name: str, path: str | None, cache: Mapping[str, str]) -> str | None:
     """The distribution ``source`` builds as far as it is known without building: named
-    by ``package:``, stated in a local ``pyproject.toml``, or found out before (cache)."""
+    by ``package:``, stated in a local ``pyproject.toml``, or found out before (``cache``,
+    from ``cached_names``)."""
     found = explicit(source, name)
     if found is None and isinstance(source, LocalSource):
         found = static_name(path or source.path)
     if found is None:
-        cache = _read_cache(cache_file(environ))
-        if isinstance(source, UrlSource):
-            found = cache.get(source.url + (f"#sha256={source.sha256}" if source.sha256 else ""))
-        else:
-            key = _shown_key(source)
-            found = cache.get(key) if key else None
+        key = _url_key(source) if isinstance(source, UrlSource) else _shown_key(source)
+        found = cache.get(key) if key else None
     return found
+
+
+def cached_names(environ: Mapping[str, str]) -> dict[str, str]:
+    """The names found out before (``distribution-names.json``), for ``known``."""
+    return _read_cache(cache_file(environ))
 
 
 def cache_file(environ: Mapping[str, str]) -> str | None:
