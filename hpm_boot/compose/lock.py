@@ -425,12 +425,12 @@ def _extras(p: PlannedPackage) -> str:
     return f"[{','.join(p.extras)}]" if p.extras else ""
 
 
-def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None, *,
-                 commit: str | None = None, dist: str | None = None) -> LockedPackage:
+def lock_package(p: PlannedPackage, *, commit: str | None = None, dist: str | None = None) -> LockedPackage:
     """Freeze one planned package: git refs become SHAs, paths stay absolute paths.
 
-    ``dist`` is the distribution its source builds (``discover``); the
-    requirement names it, so uv checks it against the built metadata.
+    ``commit`` is the SHA a git source's ref points at (``resolve_git_ref``); ``dist``
+    the distribution its source builds (``discover``): the requirement names it, so uv
+    checks it against the built metadata.
     """
     dist = dist or explicit(p.source, p.name) or p.name
     common: dict[str, Any] = {
@@ -440,10 +440,10 @@ def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None, *,
     }
     source = p.source
     if isinstance(source, GitSource):
-        sha = commit or resolve_git_ref(source.url, source.ref, p.name, environ)
+        assert commit is not None, "a git source is locked at the commit its ref resolved to"
         sub = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
-        return LockedPackage(**common, requirement=f"{dist}{_extras(p)} @ git+{source.url}@{sha}{sub}",
-                             source="git", commit=sha, ref=source.ref)
+        return LockedPackage(**common, requirement=f"{dist}{_extras(p)} @ git+{source.url}@{commit}{sub}",
+                             source="git", commit=commit, ref=source.ref)
     if isinstance(source, PypiSource):
         spec = source.version or f"=={p.version}"
         if p.manager == "conda":  # conda names are not PEP 503 names: as the manifest spells it
@@ -847,7 +847,7 @@ def make_lock(
         uv = uv or find_uv(environ)
         dists = discover([(p, commits.get(p.name)) for p in planned], uv, extra,
                          targets[0].python_version, env)
-    packages = [lock_package(p, environ, commit=commits.get(p.name), dist=dists.get(p.name))
+    packages = [lock_package(p, commit=commits.get(p.name), dist=dists.get(p.name))
                 for p in plan.packages]
     compiled = [p for p in packages if p.manager in ("uv", "pip")]
     requirements = [p.requirement for p in compiled]
