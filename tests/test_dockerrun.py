@@ -224,6 +224,22 @@ def big_lock(fake_engine, registry, wheelhouse, tmp_path) -> Path:
     return lock_file
 
 
+def test_a_large_lock_within_the_env_limit_goes_in_the_environment_with_a_warning(fake_engine, registry,
+                                                                                  wheelhouse, tmp_path):
+    lock_file = tmp_path / "large.json"
+    assert hpm(fake_engine, "lock", "--registry", str(registry), "--with", "hpmtest-app", "--no-index",
+               "--find-links", str(wheelhouse), "-o", str(lock_file)).returncode == 0
+    inflate(lock_file, pins=1200)
+    size = len(payload.encode(json.loads(lock_file.read_text())))
+    assert payload.WARN_BYTES < size <= payload.MAX_BYTES
+    proc = hpm(fake_engine, "docker", "run", "--engine", "podman", "--image", "img:1",
+               "--lock", str(lock_file), "--dry-run", "--rm")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"HPM_LOCK_B64=<{size} bytes> podman run --rm -e HPM_LOCK_B64 img:1\n"
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("hpm: warning: ")]
+    assert warnings == [f"hpm: warning: {payload.size_check('x' * size)}"], proc.stderr
+
+
 def test_a_lock_above_the_env_limit_is_mounted_as_a_file_for_a_local_engine(fake_engine, big_lock, tmp_path):
     env = {**fake_engine, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     proc = hpm(env, "docker", "run", "--engine", "podman", "--image", "img:1", "--lock", str(big_lock),

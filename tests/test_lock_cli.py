@@ -28,6 +28,7 @@ import yaml
 from hpm_boot import cli, payload
 from hpm_boot.compose import lock as lockmod
 from tests.support.factory import GitRepo, Pkg, git, make_git_repo, make_project, make_wheelhouse
+from tests.support.world import write_exe
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "lock-signing-key-for-tests"
@@ -667,3 +668,27 @@ def test_credentials_in_index_urls_are_masked(hpm: Run, tmp_path: Path, workdir:
         result = hpm("lock", "-r", reg, *argv)
         fails(result, 74, "uv pip compile failed")
         assert "secret" not in result.err + result.out, result
+
+
+def test_a_pylock_toml_hpm_cannot_read_is_74_in_one_line(
+    tmp_path: Path, wh_args: list[str], workdir: Path, uv_bin: Path
+) -> None:
+    """uv is real, but for the compile that writes pylock.toml, which prints bad TOML."""
+    reg = tmp_path / "reg"
+    manifest(reg, "hpmtest-core", pypi("==1.0.0"))
+    stand_in = write_exe(tmp_path / "uv-bad-pylock", f"""#!/bin/sh
+case " $* " in
+  *" pip compile "*" --format pylock.toml "*) cat >/dev/null; echo 'packages = [ {{';;
+  *) exec {uv_bin} "$@";;
+esac
+""")
+    proc = subprocess.run([sys.executable, "-m", "hpm_boot", "lock", "-r", str(reg), "--with", "hpmtest-core",
+                           *wh_args], capture_output=True, text=True, cwd=workdir, timeout=120,
+                          env={**os.environ, "HPM_UV": str(stand_in), "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 74, proc
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("hpm: error: ")]
+    assert errors == lines[-1:], proc.stderr  # one error line, the last: no details after it
+    assert errors[0].startswith("hpm: error: uv pip compile wrote a pylock.toml hpm cannot read: "), lines
+    assert not (workdir / "hpm.lock.json").exists()

@@ -277,7 +277,7 @@ def cmd_checkout(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 # ---------------------------------------------------------------- status
 
 
-def _status_row(entry: Entry, mode: str, prod_source: Any, environ: Mapping[str, str]) -> dict[str, Any]:
+def _status_row(entry: Entry, mode: str, prod_source: Any, cache: Mapping[str, str]) -> dict[str, Any]:
     from hpm_boot.compose import lock as lockmod
     from hpm_boot.compose.manifest import GitSource
 
@@ -293,7 +293,7 @@ def _status_row(entry: Entry, mode: str, prod_source: Any, environ: Mapping[str,
         "git": False, "dirty": None, "changes": 0, "head": None, "prod_ref": None,
         "ahead": None, "behind": None, "note": note,
         "distribution": lockmod.known(source, entry.name, str(entry.local_path(source) or "") or None,
-                                       environ),
+                                       cache),
     }
     if isinstance(prod_source, GitSource):
         row["prod_ref"] = prod_source.ref
@@ -327,6 +327,7 @@ def _vs_prod(row: Mapping[str, Any]) -> str:
 def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     import sys
 
+    from hpm_boot.compose import lock as lockmod
     from hpm_boot.compose import registry, resolve
 
     mode = mode_of(args, environ)
@@ -336,7 +337,8 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.with_ or args.group or args.provide or args.plan:
         reg = registry.load(registry_dirs(args, environ), mode)  # type: ignore[arg-type]
         names = [p.name for p in resolve.resolve(reg, selection_of(args, environ)).packages]
-    rows = [_status_row(dev.entries[n], mode, prod.entries[n].manifest.sources.prod, environ) for n in names]
+    cache = lockmod.cached_names(environ)
+    rows = [_status_row(dev.entries[n], mode, prod.entries[n].manifest.sources.prod, cache) for n in names]
     if args.json:
         import json
 

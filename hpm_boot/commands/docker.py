@@ -68,29 +68,49 @@ def own_options(parser: argparse.ArgumentParser) -> None:
                         help="print the engine command (without the payload) instead of running it")
 
 
-def _hpm_long_options() -> dict[str, bool]:
-    """hpm's long options that may appear after `run`: name -> takes a value."""
-    p = argparse.ArgumentParser(add_help=False)
+class _WordsParser(argparse.ArgumentParser):
+    """The options after ``run``: a bad one is hpm's one-line usage error (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"hpm docker run: {message}", "hpm docker run --help lists the options")
+
+
+def words_parser() -> argparse.ArgumentParser:
+    """hpm's options of ``hpm docker run``: what may follow ``run``, and its --help."""
+    p = _WordsParser(
+        prog="hpm docker run", add_help=False, allow_abbrev=False,
+        usage="hpm docker run [HPM OPTIONS] --image IMAGE [ENGINE ARGS...] [-- CMD...]",
+        description="Lock the selection for the image's Python and run the image with the lock "
+        "in HPM_LOCK_B64 (docs/containers.md).",
+        epilog="Every other argument before -- goes to the engine's `run` unchanged (short options "
+        "always do: -p, -v, -e, -it).")
     add_selection(p)
     own_options(p)
     add_installer_options(p)
+    return p
+
+
+def _long_options(parser: argparse.ArgumentParser) -> dict[str, bool]:
+    """``parser``'s long options: name -> takes a value."""
     out: dict[str, bool] = {}
-    for action in p._actions:
+    for action in parser._actions:
         for opt in action.option_strings:
             if opt.startswith("--"):
                 out[opt] = action.nargs != 0
     return out
 
 
-def split_words(words: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
-    """``run ...`` -> (hpm options, engine arguments, command after ``--``)."""
+def split_words(words: Sequence[str],
+                parser: argparse.ArgumentParser | None = None) -> tuple[list[str], list[str], list[str]]:
+    """``run ...`` -> (hpm options, engine arguments, command after ``--``); hpm's options
+    are those of ``parser`` (default ``words_parser()``)."""
     words = list(words)
     if words[:1] == ["--"]:
         words = words[1:]
     if not words or words[0] != "run":
         raise UsageError("expected `hpm docker run [OPTIONS] --image IMAGE [ENGINE ARGS] [-- CMD...]`",
                          "the only docker subcommand is run")
-    known = _hpm_long_options()
+    known = _long_options(parser or words_parser())
     hpm: list[str] = []
     engine: list[str] = []
     cmd: list[str] = []
@@ -231,39 +251,13 @@ def make_payload(args: argparse.Namespace, environ: Mapping[str, str], engine: s
         data = lockmod.to_dict(lock)
         log.info(f"locked {len(lock.packages)} packages, {len(lock.pins)} pins for "
                  f"{lockmod.describe_targets(lock.targets)} ({log.elapsed():.2f} s)")
-    text = payload.encode(data, key)
-    if len(text) <= payload.MAX_BYTES:
-        warning = payload.check_carriable(text)
-        if warning:
-            log.warning(warning)
-    return text
-
-
-class _WordsParser(argparse.ArgumentParser):
-    """The options after ``run``: a bad one is hpm's one-line usage error (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"hpm docker run: {message}", "hpm docker run --help lists the options")
+    return payload.encode(data, key)
 
 
 def wants_help(words: Sequence[str]) -> bool:
     """``hpm docker run ... --help`` (before ``--``): hpm's help, not the engine's."""
     before = list(words)[: list(words).index("--")] if "--" in words else list(words)
     return any(w in ("-h", "--help") for w in before)
-
-
-def print_help() -> None:
-    p = argparse.ArgumentParser(
-        prog="hpm docker run", add_help=False,
-        usage="hpm docker run [HPM OPTIONS] --image IMAGE [ENGINE ARGS...] [-- CMD...]",
-        description="Lock the selection for the image's Python and run the image with the lock "
-        "in HPM_LOCK_B64 (docs/containers.md).",
-        epilog="Every other argument before -- goes to the engine's `run` unchanged (short options "
-        "always do: -p, -v, -e, -it).")
-    add_selection(p)
-    own_options(p)
-    add_installer_options(p)
-    p.print_help()
 
 
 #: where ``hpm docker run`` mounts a lock too large for the environment
@@ -325,16 +319,13 @@ def lock_file_for_engine(text: str, environ: Mapping[str, str], write: bool = Tr
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from hpm_boot.log import Log
 
+    parser = words_parser()
     if wants_help(args.words):
-        print_help()
+        parser.print_help()
         return 0
-    hpm_words, engine_args, cmd = split_words(args.words)
+    hpm_words, engine_args, cmd = split_words(args.words, parser)
     if hpm_words:  # hpm options given after `run`: parse them onto the same namespace
-        p = _WordsParser(prog="hpm docker run", add_help=False, allow_abbrev=False)
-        add_selection(p)
-        own_options(p)
-        add_installer_options(p)
-        p.parse_args(hpm_words, namespace=args)
+        parser.parse_args(hpm_words, namespace=args)
     log = Log(environ)
     image = args.image or environ.get(contract.IMAGE)
     if not image:
@@ -358,6 +349,9 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                  f"({contract.LOCK_FILE})")
         lock_args = ["-v", f"{mounted}:{MOUNTED_LOCK}:ro", "-e", f"{contract.LOCK_FILE}={MOUNTED_LOCK}"]
     else:
+        warning = payload.size_check(text)
+        if warning:
+            log.warning(warning)
         lock_args = ["-e", contract.LOCK_B64]
     argv = [os.path.basename(engine), "run", *engine_args, *lock_args]
     if args.hpm_entrypoint:

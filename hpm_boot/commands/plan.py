@@ -24,11 +24,12 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
         return 0
     print(f"plan: {len(plan.packages)} packages, mode {plan.mode}")
     rows = [("PACKAGE", "VERSION", "DISTRIBUTION", "SOURCE", "WHY")]
+    cache = lockmod.cached_names(environ)
     for p in plan.packages:
         source = describe_source(p.source)
         if p.source_mode == "dev":
             source += " (dev)"
-        dist = lockmod.known(p.source, p.name, p.path, environ) or "?"  # found out when locked
+        dist = lockmod.known(p.source, p.name, p.path, cache) or "?"  # found out when locked
         rows.append((p.name, p.version, "=" if dist == p.name else dist, source, p.reason.detail))
     print_table(rows)
     if plan.providers:

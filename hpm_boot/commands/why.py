@@ -40,7 +40,7 @@ def main(args: argparse.Namespace, environ: Environ) -> int:
     pkg = plan.package(args.name) or next(
         (plan.package(p.package) for p in plan.providers if p.virtual == canonicalize_name(args.name)), None)
     if pkg is not None:
-        dist = lockmod.known(pkg.source, pkg.name, pkg.path, environ)
+        dist = lockmod.known(pkg.source, pkg.name, pkg.path, lockmod.cached_names(environ))
         if dist and dist != pkg.name:
             print(f"{pkg.name} installs the distribution {dist}")
     for line in shaped:

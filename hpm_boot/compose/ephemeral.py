@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpm_boot import __version__, reuse
 from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, UrlSource
-from hpm_boot.errors import HpmError, InstallerFailedError, InstallerMissingError, NotWritableError
+from hpm_boot.errors import InstallerFailedError, InstallerMissingError, NotWritableError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -104,22 +104,6 @@ def generate(plan: Plan, python: str, uv_args: Sequence[str],
         *sources,
     ]
     return "\n".join(lines) + "\n"
-
-
-def _explained(exc: InstallerFailedError, plan: Plan, names: Mapping[str, str]) -> HpmError:
-    """uv sync's failure as a conflict between the plan's packages (78), when it is one."""
-    from packaging.utils import canonicalize_name
-
-    from hpm_boot.compose import conflicts
-
-    members = []
-    for p in plan.packages:
-        dist = canonicalize_name(names.get(p.name) or getattr(p.source, "package", None) or p.name)
-        members.append(conflicts.Member(p.name, dist, p.manifest, tuple(p.provides)))
-    rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
-    rules += [conflicts.Rule(o.requirement, o.where, "override") for o in plan.overrides]
-    virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
-    return conflicts.explain(exc.details or "", members, rules, virtuals) or exc
 
 
 def _registry_lists(plan: Plan) -> list[str]:
@@ -273,7 +257,9 @@ def prepare(command: str, opts: Mapping[str, Any], dirs: Sequence[Path], selecti
         sync(directory, uv, python, uv_args, locals_, environ, log)
     except InstallerFailedError as exc:
         os.close(fd)
-        raise _explained(exc, plan, names) from None
+        from hpm_boot.compose.lock import explain_conflict
+
+        raise explain_conflict(exc, plan, names) from None
     except BaseException:
         os.close(fd)
         raise

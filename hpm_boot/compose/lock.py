@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from hpm_boot.compose.manifest import GitSource, LocalSource, PypiSource, Source
 from hpm_boot.compose.resolve import Plan, PlannedPackage
 from hpm_boot.errors import (
     DataError,
+    HpmError,
     InstallerFailedError,
     InstallerMissingError,
     NotFoundError,
@@ -216,7 +217,7 @@ def cache_key(p: PlannedPackage, commit: str | None) -> str | None:
     if isinstance(source, GitSource):
         return direct_url(p, commit) if commit else None
     if isinstance(source, UrlSource):
-        return source.url + (f"#sha256={source.sha256}" if source.sha256 else "")
+        return _url_key(source)
     if isinstance(source, LocalSource):
         path = p.path or source.path
         stats = []
@@ -228,6 +229,10 @@ def cache_key(p: PlannedPackage, commit: str | None) -> str | None:
     return None
 
 
+def _url_key(source: UrlSource) -> str:
+    return source.url + (f"#sha256={source.sha256}" if source.sha256 else "")
+
+
 def _shown_key(source: Source) -> str | None:
     """The key of the name last found for a git ref, for display (``hpm plan``, ``why``)
     only: a ref may move, so locking never trusts it."""
@@ -236,20 +241,22 @@ def _shown_key(source: Source) -> str | None:
     return None
 
 
-def known(source: Source, name: str, path: str | None, environ: Mapping[str, str]) -> str | None:
+def known(source: Source, name: str, path: str | None, cache: Mapping[str, str]) -> str | None:
     """The distribution ``source`` builds as far as it is known without building: named
-    by ``package:``, stated in a local ``pyproject.toml``, or found out before (cache)."""
+    by ``package:``, stated in a local ``pyproject.toml``, or found out before (``cache``,
+    from ``cached_names``)."""
     found = explicit(source, name)
     if found is None and isinstance(source, LocalSource):
         found = static_name(path or source.path)
     if found is None:
-        cache = _read_cache(cache_file(environ))
-        if isinstance(source, UrlSource):
-            found = cache.get(source.url + (f"#sha256={source.sha256}" if source.sha256 else ""))
-        else:
-            key = _shown_key(source)
-            found = cache.get(key) if key else None
+        key = _url_key(source) if isinstance(source, UrlSource) else _shown_key(source)
+        found = cache.get(key) if key else None
     return found
+
+
+def cached_names(environ: Mapping[str, str]) -> dict[str, str]:
+    """The names found out before (``distribution-names.json``), for ``known``."""
+    return _read_cache(cache_file(environ))
 
 
 def cache_file(environ: Mapping[str, str]) -> str | None:
@@ -418,12 +425,12 @@ def _extras(p: PlannedPackage) -> str:
     return f"[{','.join(p.extras)}]" if p.extras else ""
 
 
-def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None, *,
-                 commit: str | None = None, dist: str | None = None) -> LockedPackage:
+def lock_package(p: PlannedPackage, *, commit: str | None = None, dist: str | None = None) -> LockedPackage:
     """Freeze one planned package: git refs become SHAs, paths stay absolute paths.
 
-    ``dist`` is the distribution its source builds (``discover``); the
-    requirement names it, so uv checks it against the built metadata.
+    ``commit`` is the SHA a git source's ref points at (``resolve_git_ref``); ``dist``
+    the distribution its source builds (``discover``): the requirement names it, so uv
+    checks it against the built metadata.
     """
     dist = dist or explicit(p.source, p.name) or p.name
     common: dict[str, Any] = {
@@ -433,10 +440,10 @@ def lock_package(p: PlannedPackage, environ: Mapping[str, str] | None = None, *,
     }
     source = p.source
     if isinstance(source, GitSource):
-        sha = commit or resolve_git_ref(source.url, source.ref, p.name, environ)
+        assert commit is not None, "a git source is locked at the commit its ref resolved to"
         sub = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
-        return LockedPackage(**common, requirement=f"{dist}{_extras(p)} @ git+{source.url}@{sha}{sub}",
-                             source="git", commit=sha, ref=source.ref)
+        return LockedPackage(**common, requirement=f"{dist}{_extras(p)} @ git+{source.url}@{commit}{sub}",
+                             source="git", commit=commit, ref=source.ref)
     if isinstance(source, PypiSource):
         spec = source.version or f"=={p.version}"
         if p.manager == "conda":  # conda names are not PEP 503 names: as the manifest spells it
@@ -613,26 +620,26 @@ def describe_targets(targets: Sequence[Target]) -> str:
     return "; ".join(f"Python {t.python_version} {t.python_platform}" for t in targets)
 
 
-def _toml(text: str) -> dict[str, Any]:
+def parse_pylock(text: str) -> dict[str, Any]:
+    """uv's ``pylock.toml`` as TOML data; text that is not TOML is 74 saying so."""
+    loads: Callable[[str], Any]
     try:
-        import tomllib
+        from tomllib import loads
     except ModuleNotFoundError:  # Python 3.10: msgspec reads TOML with tomli
-        try:
-            return msgspec.toml.decode(text)
-        except ImportError:
-            raise InstallerMissingError("hpm lock on Python 3.10 needs tomli to read uv's pylock.toml",
-                                        "pip install tomli, or run hpm lock with Python 3.11+") from None
-    return tomllib.loads(text)
+        loads = msgspec.toml.decode
+    try:
+        return loads(text)
+    except ImportError:
+        raise InstallerMissingError("hpm lock on Python 3.10 needs tomli to read uv's pylock.toml",
+                                    "pip install tomli, or run hpm lock with Python 3.11+") from None
+    except ValueError as exc:
+        raise InstallerFailedError(f"uv pip compile wrote a pylock.toml hpm cannot read: {exc}") from None
 
 
 def parse_pylock_files(text: str) -> dict[tuple[str, str], list[File]]:
     """(name, version) -> the files uv's ``pylock.toml`` lists for it: its wheels, best
     first (uv lists exactly the wheels the target's tags accept), else its sdist."""
-    try:
-        data = _toml(text)
-    except ValueError as exc:
-        raise InstallerFailedError(f"uv pip compile wrote a pylock.toml hpm cannot read: {exc}") from None
-    return pylock_files(data)
+    return pylock_files(parse_pylock(text))
 
 
 def pylock_files(data: Mapping[str, Any]) -> dict[tuple[str, str], list[File]]:
@@ -671,7 +678,7 @@ def compile_files(
     ``uv pip compile --format pylock.toml`` (PEP 751) for that target."""
     cmd = compile_cmd(uv, target.python_version, target.python_platform, extra_args, "--format",
                       "pylock.toml")
-    data = _toml(_run_compile(cmd, requirements, environ, target))
+    data = parse_pylock(_run_compile(cmd, requirements, environ, target))
     if pylocks is not None:
         pylocks.append(data)
     return pylock_files(data)
@@ -840,7 +847,7 @@ def make_lock(
         uv = uv or find_uv(environ)
         dists = discover([(p, commits.get(p.name)) for p in planned], uv, extra,
                          targets[0].python_version, env)
-    packages = [lock_package(p, environ, commit=commits.get(p.name), dist=dists.get(p.name))
+    packages = [lock_package(p, commit=commits.get(p.name), dist=dists.get(p.name))
                 for p in plan.packages]
     compiled = [p for p in packages if p.manager in ("uv", "pip")]
     requirements = [p.requirement for p in compiled]
@@ -854,7 +861,7 @@ def make_lock(
                 pins = merge_targets([lock_target(requirements, t, uv, args, environ, editables, pylocks)
                                       for t in targets])
             except InstallerFailedError as exc:
-                raise explain_failure(exc, plan, packages) from None
+                raise explain_failure(exc, plan, dists) from None
     return Lock(
         version=LOCK_VERSION,
         hpm=__version__,
@@ -879,31 +886,38 @@ def _registry_files(plan: Plan, scratch: str) -> list[str]:
     return args
 
 
-def explain_failure(exc: InstallerFailedError, plan: Plan, packages: Sequence[LockedPackage]) -> Exception:
+def explain_failure(exc: InstallerFailedError, plan: Plan, dists: Mapping[str, str]) -> HpmError:
     """uv's failure to pin the closure, as hpm's own error when hpm can say more:
     a ``package:`` that disagrees with the built metadata (65), a source that builds
-    nothing (65), packages or a registry constraint that collide (78); else uv's error
-    as it is (74)."""
-    from hpm_boot.compose import conflicts
-
+    nothing (65), packages or a registry constraint that collide (78, ``explain_conflict``);
+    else uv's error as it is (74)."""
     stderr = exc.details or ""
     mismatch = mismatch_error(stderr, plan.packages)
     if mismatch is not None:
         return mismatch
     if any(words in stderr for words in NOT_A_PROJECT):
         return build_error(stderr, plan.packages, 1)
-    files = {p.name: p.manifest for p in plan.packages}
-    provides = {p.name: tuple(p.provides) for p in plan.packages}
-    members = [conflicts.Member(p.name, p.distribution or p.name, files.get(p.name, "?"),
-                                provides.get(p.name, ())) for p in packages]
+    return explain_conflict(exc, plan, dists)
+
+
+def explain_conflict(exc: InstallerFailedError, plan: Plan, dists: Mapping[str, str]) -> HpmError:
+    """uv's "no solution" as a collision of the plan's packages or a registry constraint
+    (78, ``conflicts.explain``), else ``exc`` as it is. ``dists``: package -> the
+    distribution its source builds, for those whose manifest does not say (``discover``)."""
+    from hpm_boot.compose import conflicts
+
+    members = []
+    for p in plan.packages:
+        dist = dists.get(p.name) or explicit(p.source, p.name) or p.name
+        members.append(conflicts.Member(p.name, canonicalize_name(dist), p.manifest, tuple(p.provides)))
     rules = [conflicts.Rule(c.requirement, c.where) for c in plan.constraints]
     rules += [conflicts.Rule(o.requirement, o.where, "override") for o in plan.overrides]
     virtuals = {prov.virtual: prov.candidates for prov in plan.providers}
-    explained = conflicts.explain(stderr, members, rules, virtuals)
-    if explained is not None:
-        explained.details = mask_credentials(explained.details or "")
-        return explained
-    return exc
+    explained = conflicts.explain(exc.details or "", members, rules, virtuals)
+    if explained is None:
+        return exc
+    explained.details = mask_credentials(explained.details or "")
+    return explained
 
 
 def registry_notes(plan: Plan, lock: Lock) -> tuple[list[str], list[str]]:
