@@ -436,6 +436,9 @@ class _WheelFinder:
 
     def __init__(self) -> None:
         self.pending = {"msgspec", "yaml"}
+        # the pyz's wheels and this interpreter's tags, found at the first import served
+        # and kept for the second (on musl, the tags cost a run of the dynamic loader)
+        self.found: tuple[dict[str, dict[str, Any]], tuple[str, str, list[str]]] | None = None
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname not in self.pending:
@@ -445,16 +448,18 @@ class _WheelFinder:
         self.pending.discard(fullname)
         if not self.pending:
             sys.meta_path.remove(self)
-        wheels = _wheels()
+        if self.found is None:
+            self.found = _wheels(), (*interpreter_tag(), platform_tags())
+        wheels, tags = self.found
         dist = "pyyaml" if fullname == "yaml" else fullname
-        name = select_wheel(sorted(wheels), dist)
+        name = select_wheel(sorted(wheels), dist, tags)
         if name is None and fullname == "yaml":
             return None  # the vendored pure-Python yaml
         if name is None:
             from hpm_boot.errors import NotFoundError
 
-            py, abi = interpreter_tag()
-            plat = platform_tags()[0]
+            py, abi, plats = tags
+            plat = plats[0]
             raise NotFoundError(
                 f"this hpm.pyz has no msgspec wheel for {py}-{abi}-{plat}; build one with: "
                 + _BUILD_CMD.format(plat=_short_platform(plat), py=f"{py[2]}.{py[3:]}"),
@@ -485,6 +490,7 @@ def self_check_info() -> dict[str, Any]:
     """Interpreter, its wheel tags and the msgspec wheel chosen, for ``hpm self-check``
     (which looks at the cache places itself, with ``place_state``)."""
     py, abi = interpreter_tag()
+    plats = platform_tags()
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "executable": sys.executable,
@@ -492,12 +498,12 @@ def self_check_info() -> dict[str, Any]:
         "lib": getattr(_loader, "lib_path", None),
         "interpreter": py,
         "abi": abi,
-        "platform_tags": platform_tags(),
+        "platform_tags": plats,
         "build": build_info(),
     }
     if PYZ is not None:
         wheels = _wheels()
-        name = select_wheel(sorted(wheels))
+        name = select_wheel(sorted(wheels), tags=(py, abi, plats))
         info["msgspec_wheel"] = name
         if name:
             dirs = [os.path.join(p, "wheels", _key(wheels[name])) for p in cache_places()]

@@ -204,6 +204,37 @@ def test_imports_from_the_pyz(version: str, pyz: Path, tmp_path: Path) -> None:
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 2  # msgspec and PyYAML
 
 
+COUNTING_PROBE = """\
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import _hpm_start
+_hpm_start.serve(sys.argv[1])
+import hpm_boot._pyz as p
+calls = {"build_info": 0, "platform_tags": 0}
+def counted(name):
+    real = getattr(p, name)
+    def call(*args):
+        calls[name] += 1
+        return real(*args)
+    setattr(p, name, call)
+counted("build_info"), counted("platform_tags")
+p.setup()
+import msgspec, yaml
+print(json.dumps({"calls": calls, "libyaml": yaml.__with_libyaml__, "msgspec": msgspec.__file__}))
+"""
+
+
+def test_the_finder_reads_the_wheel_index_and_the_tags_once(pyz: Path, tmp_path: Path) -> None:
+    """The two imports the finder serves (msgspec, PyYAML's wheel) share one reading of the
+    wheel index and one computation of this interpreter's tags (on musl, a process)."""
+    done = subprocess.run([sys.executable, "-I", "-c", COUNTING_PROBE, str(pyz)], capture_output=True,
+                          text=True, env=cache_env(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["libyaml"] is True and Path(out["msgspec"]).is_relative_to(tmp_path / "cache" / "wheels")
+    assert out["calls"] == {"build_info": 1, "platform_tags": 1}
+
+
 def test_two_hundred_processes_race_on_a_cold_cache(pyz: Path, tmp_path: Path) -> None:
     env = cache_env(tmp_path)
     procs = [
