@@ -118,29 +118,19 @@ def _in_cache(sub: str, name: str, ready: Callable[[str, str], bool],
 
 
 def hold(final: str) -> bool:
-    """A shared ``flock`` on ``final.lock``, kept for the life of this process (the file
-    descriptor is never closed; O_CLOEXEC drops it at exec): ``hpm gc`` takes that lock
-    exclusively before it removes ``final``, so what a running hpm uses stays. False when
+    """``fsutil.hold`` on ``final.lock``, kept for the life of this process: ``hpm gc``
+    removes ``final`` only under that lock, so what a running hpm uses stays. False when
     ``final`` went before the lock was ours (the caller looks again). Where no lock can
     be had (a read-only place without lock file, no ``fcntl``), nobody can remove it either."""
-    lock = f"{final}.lock"
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:
-        try:
-            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return os.path.exists(final)
-    try:
-        import fcntl
+    from hpm_boot import fsutil
 
-        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while an extraction or a removal holds it
-        same = os.fstat(fd).st_ino == os.stat(lock).st_ino  # gc unlinks the lock file it removed under
-    except ImportError:
-        same = True
-    except OSError:
-        same = False
-    if same and os.path.exists(final):
+    try:
+        fd = fsutil.hold(f"{final}.lock")
+    except (OSError, ImportError):
+        return os.path.exists(final)
+    if fd is None:
+        return False
+    if os.path.exists(final):
         return True
     os.close(fd)
     return False

@@ -1,5 +1,6 @@
-"""Small filesystem helpers every stage shares: whole-or-nothing writes, and the
-nearest existing directory above a path that is not there yet."""
+"""Small filesystem helpers every stage shares: whole-or-nothing writes, the nearest
+existing directory above a path that is not there yet, and the shared lock that keeps
+``hpm gc`` off what a running hpm uses."""
 
 from __future__ import annotations
 
@@ -31,3 +32,33 @@ def nearest_existing(path: str) -> str:
     while path and not os.path.exists(path) and path != os.path.dirname(path):
         path = os.path.dirname(path)
     return path
+
+
+def hold(lock: str) -> int | None:
+    """A shared ``flock`` on the file ``lock`` (made when missing, where that is allowed),
+    on a descriptor the caller keeps: O_CLOEXEC drops it at exec unless the caller makes it
+    inheritable. ``hpm gc`` takes the lock exclusively before it removes what ``lock``
+    guards, and unlinks ``lock`` under it: None when that happened before the lock was
+    ours (what it guarded is gone). OSError when ``lock`` can be neither made nor opened,
+    or not locked; ImportError without ``fcntl``."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        import errno  # here only: write_atomic, on every first start, needs no import
+
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)  # a read-only place can still be used
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while an extraction or a removal holds it
+        if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+            return fd
+    except FileNotFoundError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None

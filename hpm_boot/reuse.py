@@ -19,7 +19,6 @@ signatures and the sync marker and execs uv.
 
 from __future__ import annotations
 
-import errno
 import marshal
 import os
 import sys
@@ -69,28 +68,15 @@ class Gone(Exception):
 
 
 def hold(directory: str) -> int:
-    """Take the shared in-use lock of ``directory``; the fd stays open across exec."""
-    path = os.path.join(directory, USE_LOCK)
+    """Take the shared in-use lock of ``directory`` (``fsutil.hold``); the fd stays open
+    across exec (``exec_uv`` makes it inheritable)."""
+    from hpm_boot import fsutil
+
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = fsutil.hold(os.path.join(directory, USE_LOCK))
     except FileNotFoundError:
         raise Gone() from None
-    except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # a read-only root can still be used
-        except FileNotFoundError:
-            raise Gone() from None
-    import fcntl
-
-    fcntl.flock(fd, fcntl.LOCK_SH)
-    try:
-        same = os.fstat(fd).st_ino == os.stat(path).st_ino
-    except FileNotFoundError:
-        same = False
-    if not same:
-        os.close(fd)
+    if fd is None:
         raise Gone()
     try:
         with open(os.path.join(directory, LAST_USED), "a"):

@@ -1,18 +1,22 @@
 """Unit tests of the start-path modules (standard library only): the fast paths'
-grammar, the JSON reader, names, conda specs, quoting, the warm-start stamp."""
+grammar, the JSON reader, names, conda specs, quoting, the warm-start stamp, the in-use lock."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shlex
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpm_boot import fastargs, handover, log, payload, target, warmstart
+from hpm_boot import fastargs, fsutil, handover, log, payload, target, warmstart
 
 
 @pytest.mark.parametrize(
@@ -142,6 +146,43 @@ def test_stamp_round_trip_and_mismatch(tmp_path: Path) -> None:
     assert handover.choose_command(stamp, "s", ["x"], stamp["split"]) == ["python", "-m", "a b", "x"]
     (venv / warmstart.STAMP_NAME).write_bytes(b"garbage")
     assert warmstart.read_stamp(env, "hpm1.AAAA") is None
+
+
+def _open_count(path: str) -> int:
+    """How many of this process's descriptors are open on ``path``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # closed since the listing (the listing's own)
+            count += os.readlink(f"/proc/self/fd/{fd}") == path
+    return count
+
+
+def test_hold_is_the_shared_lock_gc_respects(tmp_path: Path) -> None:
+    """``fsutil.hold`` (the pyz's unpacked wheels and lib, ephemeral environments): held,
+    gc's exclusive lock fails; a hold that waits while gc removes the thing sees it gone."""
+    import fcntl
+
+    lock = tmp_path / "thing.lock"
+    fd = fsutil.hold(str(lock))
+    assert fd is not None and lock.is_file()
+    with open(lock) as gc:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(gc, fcntl.LOCK_EX | fcntl.LOCK_NB)  # in use: gc keeps it
+        os.close(fd)
+        fcntl.flock(gc, fcntl.LOCK_EX | fcntl.LOCK_NB)  # unused: gc takes it, and removes
+        got: list[int | None] = []
+        waiter = threading.Thread(target=lambda: got.append(fsutil.hold(str(lock))))
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while _open_count(str(lock)) < 2:  # gc's and the waiter's: it waits on the old file
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        lock.unlink()
+        fcntl.flock(gc, fcntl.LOCK_UN)
+        waiter.join()
+    assert got == [None] and not lock.exists()
+    with pytest.raises(FileNotFoundError):  # its directory went: reuse.hold's Gone
+        fsutil.hold(str(tmp_path / "gone" / "thing.lock"))
 
 
 def test_missing_reports_versions_commits_and_editables(tmp_path: Path) -> None:
