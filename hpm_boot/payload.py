@@ -443,16 +443,19 @@ def _nonempty_key(key: bytes, where: str) -> bytes:
     return key
 
 
-def _read_file(path: str, source: str, limit: int) -> bytes:
+def _read_file(path: str, source: str, limit: int, data: bytes | None = None) -> bytes:
+    """The file ``path``, refused past ``limit`` bytes; ``data``: what the caller has read
+    of it already (at most ``limit`` + 1 bytes: enough to see it is too large)."""
     if not path:
         raise UsageError(f"{source} is empty: give it a file path")
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
-    except FileNotFoundError:
-        raise NotFoundError(f"{source}: no such file") from None
-    except OSError as exc:
-        raise NotFoundError(f"{source}: cannot read it: {exc.strerror}") from None
+    if data is None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(limit + 1)
+        except FileNotFoundError:
+            raise NotFoundError(f"{source}: no such file") from None
+        except OSError as exc:
+            raise NotFoundError(f"{source}: cannot read it: {exc.strerror}") from None
     if len(data) > limit:
         raise DataError(
             f"{source} is too large: more than {limit // (1024 * 1024)} MiB",
@@ -461,10 +464,11 @@ def _read_file(path: str, source: str, limit: int) -> bytes:
     return data
 
 
-def load_from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], str] | None:
+def load_from_env(environ: Mapping[str, str], data: bytes | None = None) -> tuple[dict[str, Any], str] | None:
     """(lock, source description) from ``HPM_LOCK_FILE`` or ``HPM_LOCK_B64``; else None.
 
-    Both set -> UsageError (exit 2). The key comes from ``read_key(environ)``.
+    Both set -> UsageError (exit 2). The key comes from ``read_key(environ)``. ``data``:
+    the lock file's bytes when the caller has read them (``load_file``).
     """
     if contract.LOCK_FILE in environ and contract.LOCK_B64 in environ:
         raise UsageError(f"both {contract.LOCK_FILE} and {contract.LOCK_B64} are set: set only one")
@@ -474,21 +478,26 @@ def load_from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], str] | No
     if contract.LOCK_B64 in environ:
         lock, signed = decode_with_state(environ[contract.LOCK_B64], key, source=contract.LOCK_B64)
         return lock, f"{contract.LOCK_B64} ({_sig_state(signed, key)})"
-    return load_file(environ[contract.LOCK_FILE], key, f"{contract.LOCK_FILE}={environ[contract.LOCK_FILE]}")
+    path = environ[contract.LOCK_FILE]
+    return load_file(path, key, f"{contract.LOCK_FILE}={path}", data)
 
 
-def load_lock(environ: Mapping[str, str], path: str | None = None,
-              flag: str = "--lock") -> tuple[dict[str, Any], str] | None:
+def load_lock(environ: Mapping[str, str], path: str | None = None, flag: str = "--lock",
+              data: bytes | None = None) -> tuple[dict[str, Any], str] | None:
     """(lock, source description) from the file ``path`` given with ``flag`` when there is
-    one, else from the environment (``load_from_env``); the key always comes from ``environ``."""
+    one, else from the environment (``load_from_env``); the key always comes from ``environ``.
+    ``data``: the lock file's bytes when the caller has read them (``load_file``)."""
     if path is None:
-        return load_from_env(environ)
-    return load_file(path, read_key(environ), f"{flag} {path}")
+        return load_from_env(environ, data)
+    return load_file(path, read_key(environ), f"{flag} {path}", data)
 
 
-def load_file(path: str, key: bytes | None, source: str) -> tuple[dict[str, Any], str]:
-    """A lock file, payload or plain JSON (detected); ``source`` names it in messages."""
-    raw = _read_file(path, source, contract.MAX_LOCK_FILE_BYTES)
+def load_file(path: str, key: bytes | None, source: str,
+              data: bytes | None = None) -> tuple[dict[str, Any], str]:
+    """A lock file, payload or plain JSON (detected); ``source`` names it in messages.
+    ``data``: its bytes when the caller has read them (``warmstart.lock_input`` reads at
+    most one byte past the limit, which this refuses): the file is not read again."""
+    raw = _read_file(path, source, contract.MAX_LOCK_FILE_BYTES, data)
     try:
         # not decode("utf-8-sig"): that codec is a module import of its own
         text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8").strip()

@@ -42,7 +42,9 @@ STAMP_VERSION = 2
 
 
 def lock_input(environ: Mapping[str, str], lock_file: str | None = None) -> str | bytes | None:
-    """The raw lock input, byte for byte: ``--lock``/HPM_LOCK_FILE content or HPM_LOCK_B64."""
+    """The raw lock input, byte for byte: ``--lock``/HPM_LOCK_FILE content or HPM_LOCK_B64.
+    A file is read up to one byte past ``contract.MAX_LOCK_FILE_BYTES``, which ``payload``
+    refuses."""
     path = lock_file or environ.get(contract.LOCK_FILE)
     if path and not lock_file and contract.LOCK_B64 in environ:
         return None  # both set: a usage error the full check reports
@@ -50,10 +52,9 @@ def lock_input(environ: Mapping[str, str], lock_file: str | None = None) -> str 
         return environ.get(contract.LOCK_B64)
     try:
         with open(path, "rb") as f:
-            data = f.read(contract.MAX_LOCK_FILE_BYTES + 1)
+            return f.read(contract.MAX_LOCK_FILE_BYTES + 1)
     except OSError:
-        return None
-    return data if len(data) <= contract.MAX_LOCK_FILE_BYTES else None
+        return None  # the full check says why
 
 
 def read_stamp(target: Environment, raw: str | bytes) -> dict[str, Any] | None:
@@ -164,7 +165,8 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
         if lock is None:
             from hpm_boot import payload
 
-            loaded = payload.load_lock(environ, lock_file)
+            # a lock file is not read again: its bytes are ``raw``
+            loaded = payload.load_lock(environ, lock_file, data=raw if isinstance(raw, bytes) else None)
             if loaded is None or not looks_like_lock(loaded[0]):
                 return None
             lock = applicable(loaded[0], _markers_hold)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hpm_boot import contract
 from tests.support.process import group_alive
 from tests.support.world import HPM, World, b64_of, probe_of, uv_calls, world
 
@@ -178,6 +179,41 @@ def test_satisfied_environment_starts_no_installer(world: World, source: str) ->
         probe = probe_of(proc.stdout)
         assert {"hpmtest-app", "hpmtest-gitplugin"} <= set(probe["dists"])
         assert "packages already installed" in proc.stderr
+
+
+#: hpm's main, with a line on stderr for every opening of the file argv[1]
+COUNT_OPENS = """
+import os, sys
+path = sys.argv[1]
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and os.fsdecode(args[0]) == path:
+        sys.stderr.write("test: lock file opened\\n")
+sys.addaudithook(hook)
+from hpm_boot.__main__ import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_lock_file_is_read_once_per_start(world: World) -> None:
+    """Decoded, from the stamp, or refused as too large: the lock file is read once."""
+    lock, env = _installed(world, "hpmtest-app")
+    lock.write_bytes(lock.read_bytes() + b"\n")  # the same lock in other bytes: no stamp for them
+    big = world.tmp / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(contract.MAX_LOCK_FILE_BYTES + 1)
+
+    def install(path: Path) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([HPM[0], "-c", COUNT_OPENS, str(path), "install", "--lock", str(path)],
+                              env={**world.env, **env}, capture_output=True, text=True, cwd=world.tmp)
+        assert proc.stderr.count("test: lock file opened") == 1, proc.stderr
+        return proc
+
+    for attempt in ("decoded", "stamped"):
+        proc = install(lock)
+        assert proc.returncode == 0, proc.stderr
+        assert ("hpm: lock from --lock" in proc.stderr) is (attempt == "decoded"), proc.stderr
+    proc = install(big)
+    assert proc.returncode == 65 and f"hpm: error: --lock {big} is too large: more than 8 MiB" in proc.stderr
 
 
 def test_changed_environment_is_noticed_despite_the_stamp(world: World) -> None:
