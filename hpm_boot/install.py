@@ -18,11 +18,10 @@ from hpm_boot.errors import (
     InstallerMissingError,
     Interrupted,
     NotWritableError,
-    ResolutionError,
 )
 from hpm_boot.fsutil import nearest_existing
 from hpm_boot.log import mask_credentials
-from hpm_boot.platforms import choose_target, describe_host, for_target, host_platform, host_platform_name
+from hpm_boot.platforms import check_target
 from hpm_boot.target import Environment, canonical_name, file_path, missing
 
 TYPE_CHECKING = False
@@ -180,26 +179,6 @@ def check_writable(target: Environment) -> None:
         if target.venv and target.python != sys.executable:
             hint = f"give uid {os.getuid()} write access to {target.venv}, or {hint}"
         raise NotWritableError(f"cannot install into {site}: not writable by uid {os.getuid()}", hint)
-
-
-def check_target(lock: Mapping[str, Any], target: Environment) -> dict[str, Any]:
-    """``lock`` for the first of its targets that ``target`` fits (``target.for_target``);
-    none fits: exit 78 before installing anything, naming the lock's targets and this
-    environment (Python version, platform, glibc/musl)."""
-    index = choose_target(lock, target.python_version)
-    if index is None:
-        host = host_platform()
-        targets = [t for t in lock.get("targets", []) if isinstance(t, dict)]
-        named = "; ".join(describe_target(t) for t in targets) or "(none)"
-        here = describe_host(target.python_version, host)
-        hint = ("make the lock for this environment: hpm lock --python-version "
-                f"{target.python_version} --python-platform {host_platform_name(host)}")
-        raise ResolutionError(f"the lock's targets ({named}) do not include this environment ({here})", hint)
-    return for_target(lock, index)
-
-
-def describe_target(target: Mapping[str, Any]) -> str:
-    return f"Python {target.get('python_version')} {target.get('python_platform') or '(any platform)'}"
 
 
 # ---------------------------------------------------------------- transactions
@@ -507,7 +486,7 @@ def install(lock: Mapping[str, Any], target: Environment, options: InstallerOpti
     for another Python or platform (78) and an unwritable target (73) before any installer
     runs; after the installers, checks again, so a half-done install is never a success.
     """
-    lock = check_target(lock, target)
+    lock = check_target(lock, target.python_version)
     lacking = missing(lock, target)
     if not lacking:
         log.info(f"{len(lock.get('pins', []))} packages already installed; nothing to do "

@@ -1,10 +1,10 @@
 """A lock's targets (Python version + platform) and this machine's: which target fits.
 
 uv's ``--python-platform`` names, parsed to (os, machine, libc, libc level); this
-machine's from ``os.uname`` and ``os.confstr``; ``choose_target`` picks the first of a
-lock's targets this interpreter can install, ``for_target`` keeps the pins of that target.
-Standard library only (start path), imported only when a lock is decoded, not by a warm
-start from the stamp.
+machine's from ``os.uname`` and ``os.confstr``; ``check_target``, the one decision whether
+a lock can be installed here, keeps the pins of the first of its targets this interpreter
+fits (``for_target``), or refuses the lock (exit 78). Standard library only (start path),
+imported only when a lock is decoded, not by a warm start from the stamp.
 """
 
 from __future__ import annotations
@@ -112,14 +112,27 @@ def target_fits(target: Mapping[str, Any], python_version: str, host: tuple[str,
     return not libc or _level(host[3]) >= _level(level)
 
 
-def choose_target(lock: Mapping[str, Any], python_version: str,
-                  host: tuple[str, str, str, str] | None = None) -> int | None:
-    """The index of the first of the lock's targets that fits, None when none does."""
-    host = host or host_platform()
-    for i, target in enumerate(lock.get("targets", [])):
+def check_target(lock: Mapping[str, Any], python_version: str) -> dict[str, Any]:
+    """``lock`` for the first of its targets that an interpreter with ``python_version`` on
+    this machine fits (``for_target``); none fits: ResolutionError (exit 78) before anything
+    is installed, naming the lock's targets and this environment (Python version, platform,
+    glibc/musl)."""
+    host = host_platform()
+    targets = lock.get("targets", [])
+    for i, target in enumerate(targets):
         if isinstance(target, dict) and target_fits(target, python_version, host):
-            return i
-    return None
+            return for_target(lock, i)
+    from hpm_boot.errors import ResolutionError
+
+    named = "; ".join(describe_target(t) for t in targets if isinstance(t, dict)) or "(none)"
+    here = describe_host(python_version, host)
+    hint = ("make the lock for this environment: hpm lock --python-version "
+            f"{python_version} --python-platform {host_platform_name(host)}")
+    raise ResolutionError(f"the lock's targets ({named}) do not include this environment ({here})", hint)
+
+
+def describe_target(target: Mapping[str, Any]) -> str:
+    return f"Python {target.get('python_version')} {target.get('python_platform') or '(any platform)'}"
 
 
 def for_target(lock: Mapping[str, Any], index: int) -> dict[str, Any]:

@@ -174,18 +174,11 @@ def fast_run(args: Sequence[str], environ: Mapping[str, str], exec_after: bool =
                 return None
             import sys
 
-            from hpm_boot.platforms import choose_target, for_target
+            from hpm_boot.platforms import check_target
 
             python_version = (target.python_version if target is not None
                               else f"{sys.version_info[0]}.{sys.version_info[1]}")
-            index = choose_target(lock, python_version)
-            if index is None:
-                from hpm_boot.install import check_target  # none fits: 78, naming both
-                from hpm_boot.target import Environment
-
-                check_target(lock, target or Environment(sys.executable, python_version, []))
-                return None
-            lock = for_target(lock, index)
+            lock = check_target(lock, python_version)  # none fits: 78, naming both
             log.info(f"lock from {loaded[1]}: {len(lock['pins'])} pins ({log.elapsed() * 1000:.1f} ms)")
             version = lock["target"]["python_version"]
         else:

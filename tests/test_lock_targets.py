@@ -188,6 +188,29 @@ def test_a_lock_for_other_targets_is_78_naming_both(registry: Path, pypi: Path, 
     assert not list((venv / "lib").glob("python3.*/site-packages/hpmtest_*"))
 
 
+def test_check_target_takes_the_first_that_fits_and_its_pins() -> None:
+    """platforms.check_target, the one decision (warm start, install, the CLI): the first
+    target this interpreter fits, with the pins of that target only; none: 78 naming both."""
+    from hpm_boot.errors import ResolutionError
+    from hpm_boot.platforms import check_target, describe_host, host_platform, host_platform_name
+
+    host = host_platform()
+    here = host_platform_name(host)
+    lock = {"targets": [{"python_version": PY, "python_platform": "aarch64-apple-darwin"},
+                        {"python_version": PY, "python_platform": here}, {"python_version": PY}],
+            "pins": [{"name": "mac", "targets": [0]}, {"name": "here", "targets": [1, 2]}, {"name": "all"}]}
+    got = check_target(lock, PY)
+    assert got["target"] == lock["targets"][1] and [p["name"] for p in got["pins"]] == ["here", "all"]
+    with pytest.raises(ResolutionError) as err:
+        check_target(lock, "3.9")
+    assert err.value.exit_code == 78
+    assert err.value.message == (f"the lock's targets (Python {PY} aarch64-apple-darwin; Python {PY} {here}; "
+                                 f"Python {PY} (any platform)) do not include this environment "
+                                 f"({describe_host('3.9', host)})")
+    assert err.value.details == ("make the lock for this environment: hpm lock --python-version 3.9 "
+                                 f"--python-platform {here}")
+
+
 def test_a_pin_without_a_file_for_a_target_is_78(registry: Path, pypi: Path, tmp_path: Path) -> None:
     done = hpm("lock", "-r", registry, "--with", "hpmtest-maconly", "--no-index", "--find-links", pypi,
                "--python-platform", X86, "-o", tmp_path / "l.json")

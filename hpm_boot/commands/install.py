@@ -57,7 +57,7 @@ def install_selection(args: argparse.Namespace, environ: Environ,
     pins are those that apply here (``compose.lock.applicable``). ``command``
     (entrypoint, cmd, None, origin: ``choose_command``'s arguments) is checked against
     the plan before anything is installed."""
-    from hpm_boot import install
+    from hpm_boot import install, platforms
     from hpm_boot.compose import lock as lockmod
     from hpm_boot.compose import planlock
     from hpm_boot.handover import choose_command
@@ -80,7 +80,7 @@ def install_selection(args: argparse.Namespace, environ: Environ,
     key = None
     if data is None:
         data, key = planlock.lock_for(plan, target, options, environ, log)
-    applicable = install.check_target(lockmod.applicable(data), target)  # 78 before anything
+    applicable = platforms.check_target(lockmod.applicable(data), target.python_version)  # 78 before anything
     install.install(applicable, target, options, environ, log)
     if key is not None:
         planlock.remember(target, key, data)
