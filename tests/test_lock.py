@@ -250,25 +250,77 @@ wheels = [
 [[packages]]
 name = "hpmtest-sdist"
 version = "2.0"
+marker = "platform_machine == 'x86_64'"
 sdist = { url = "https://files.example/hpmtest_sdist-2.0.tar.gz", hashes = { sha256 = "@D" } }
 
 [[packages]]
 name = "hpmtest-git"
-vcs = { type = "git", url = "https://h/g", commit-id = "abc" }
+version = "0.1.0"
+vcs = { type = "git", url = "https://h/g", requested-revision = "v0.1.0", commit-id = "@E" }
+
+[[packages]]
+name = "hpmtest-mono"
+version = "0.4.0"
+vcs = { type = "git", url = "https://u:pw@h/mono/", commit-id = "@E", subdirectory = "pkgs/sub" }
+
+[[packages]]
+name = "hpmtest-edit"
+directory = { path = "/src/edit-dir", editable = true }
+
+[[packages]]
+name = "hpmtest-guess"
+directory = { path = "/src/guess", editable = true }
+
+[[packages]]
+name = "hpmtest-loc"
+directory = { path = "/src/a b/loc" }
+
+[[packages]]
+name = "hpmtest-urlw"
+version = "0.5.0"
+archive = { path = "/files/urlw-0.5.0-py3-none-any.whl", hashes = { sha256 = "@B" } }
+
+[[packages]]
+name = "hpmtest-urls"
+version = "0.6.0"
+archive = { url = "https://h/urls-0.6.0.tar.gz", hashes = { sha256 = "@C" } }
 """
-for _c in "ABCD":
-    PYLOCK = PYLOCK.replace("@" + _c, _c.lower() * 64)
+for _c in "ABCDE":
+    PYLOCK = PYLOCK.replace("@" + _c, _c.lower() * (40 if _c == "E" else 64))
 
 
-def test_parse_pylock_files_keeps_wheels_best_first_and_the_sdist_only_without_one() -> None:
-    files = lockmod.parse_pylock_files(PYLOCK)
-    assert files == {
-        ("hpmtest-a", "1.0.0"): [
-            lockmod.File("a-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl", "sha256:" + "b" * 64, 5),
-            lockmod.File("a-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl", "sha256:" + "c" * 64)],
-        ("hpmtest-sdist", "2.0"): [lockmod.File("hpmtest_sdist-2.0.tar.gz", "sha256:" + "d" * 64)],
-    }
-    assert raises(74, lockmod.parse_pylock_files, "x = [").message.startswith("uv pip compile wrote")
+B, C = "b" * 64, "c" * 64
+
+
+def test_pylock_pins_as_requirements_txt_names_them() -> None:
+    """Index pins keep their files in uv's order (the sdist only without a wheel); direct
+    references are URLs as uv's requirements.txt writes them, with no version and no marker."""
+    asked = ["hpmtest-urlw @ file:///files/urlw-0.5.0-py3-none-any.whl#sha256=" + "b" * 64,
+             "hpmtest-git[x] @ git+https://h/g@v0.1.0", "-e /src/edit-dir/[x]", "hpmtest-a==1.0.0"]
+    pins = lockmod.pylock_pins(lockmod.parse_pylock(PYLOCK), asked, {"/src/edit-dir/": "hpmtest-edit-asked"})
+    assert [msgspec.to_builtins(p) for p in pins] == [
+        {"name": "hpmtest-a", "version": "1.0.0", "files": [
+            {"name": "a-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl", "hash": f"sha256:{B}", "size": 5},
+            {"name": "a-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl", "hash": f"sha256:{C}"}]},
+        # named as asked, at the path as asked
+        {"name": "hpmtest-edit-asked", "url": "/src/edit-dir/", "editable": True},
+        # a tag asked for: the commit, as requirements.txt writes it
+        {"name": "hpmtest-git", "url": "git+https://h/g@" + "e" * 40},
+        {"name": "hpmtest-guess", "url": "/src/guess", "editable": True},
+        {"name": "hpmtest-loc", "url": "file:///src/a%20b/loc"},
+        {"name": "hpmtest-mono", "url": "git+https://u:pw@h/mono/@" + "e" * 40 + "#subdirectory=pkgs/sub"},
+        {"name": "hpmtest-sdist", "version": "2.0",
+         "files": [{"name": "hpmtest_sdist-2.0.tar.gz", "hash": "sha256:" + "d" * 64}]},
+        {"name": "hpmtest-urls", "url": "https://h/urls-0.6.0.tar.gz", "hashes": ["sha256:" + "c" * 64]},
+        # the fragment pylock.toml moved to hashes is back, as asked
+        {"name": "hpmtest-urlw", "url": asked[0].partition(" @ ")[2], "hashes": ["sha256:" + "b" * 64]},
+    ]
+
+
+def test_pylock_pins_refuses_what_it_does_not_know() -> None:
+    assert raises(74, lockmod.parse_pylock, "x = [").message.startswith("uv pip compile wrote")
+    err = raises(74, lockmod.pylock_pins, {"packages": [{"name": "x"}]})
+    assert err.message == "pylock.toml: x has neither a version nor a direct reference"
 
 
 def test_merge_targets_says_which_pins_apply_where() -> None:

@@ -128,6 +128,21 @@ def test_two_targets_one_lock_says_which_pins_apply(registry: Path, pypi: Path, 
     assert f"for Python {PY} {X86}; Python {PY} {ARM}" in b64.stderr
 
 
+def test_one_compile_a_target(registry: Path, pypi: Path, tmp_path: Path, uv_bin: Path) -> None:
+    """The pins and their files come from one ``uv pip compile --format pylock.toml`` a target."""
+    log = tmp_path / "uv-calls.log"
+    counting = tmp_path / "uv-counting"
+    counting.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {uv_bin} "$@"\n')
+    counting.chmod(0o755)
+    done = hpm("lock", "-r", registry, "--with", "hpmtest-app", "--no-index", "--find-links", pypi,
+               "--python-platform", X86, "--python-platform", ARM, "-o", tmp_path / "l.json",
+               env={"HPM_UV": str(counting)})
+    assert done.returncode == 0, done.stderr
+    compiles = [line for line in log.read_text().splitlines() if line.startswith("pip compile")]
+    assert len(compiles) == 2 and all("--format pylock.toml" in line for line in compiles), compiles
+    assert [c.split("--python-platform ")[1].split()[0] for c in compiles] == [X86, ARM]
+
+
 def test_install_from_the_wheelhouse_then_warm_start(registry: Path, pypi: Path, tmp_path: Path) -> None:
     path = tmp_path / "l.json"
     lock(registry, pypi, path, "--python-platform", X86, "--python-platform", ARM)
@@ -291,7 +306,7 @@ def test_pylock_without_a_good_hash_is_refused() -> None:
                          ('{ url = "https://u:pw@h/x-1-py3-none-any.whl", hashes = { sha256 = "zz" } }',
                           "has a malformed sha256 hash")):
         with pytest.raises(InstallerFailedError) as err:
-            lockmod.parse_pylock_files(base + f"wheels = [{wheel}]\n")
+            lockmod.pylock_pins(lockmod.parse_pylock(base + f"wheels = [{wheel}]\n"))
         assert words in err.value.message and "pw" not in err.value.message
         assert err.value.message.startswith("pylock.toml: x 1: the file x-1-py3-none-any.whl")
 

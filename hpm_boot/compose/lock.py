@@ -466,7 +466,9 @@ def lock_package(p: PlannedPackage, *, commit: str | None = None, dist: str | No
 
 
 def parse_compiled(text: str, editable_names: Mapping[str, str] | None = None) -> list[Pin]:
-    """Parse ``uv pip compile`` output (requirements.txt with hashes) into pins.
+    """Parse ``uv pip compile`` output (requirements.txt with hashes) into pins: what the
+    installer's requirement lines (``install.pin_line``) are read back with, and what
+    ``compile_pins`` returns. ``hpm lock`` pins from pylock.toml (``pylock_pins``).
 
     uv writes an editable requirement as ``-e PATH``, without the project's name;
     ``editable_names`` maps such paths to the names they were asked for (else the
@@ -537,7 +539,9 @@ def compile_pins(
     environ: Mapping[str, str] | None = None,
     editable_names: Mapping[str, str] | None = None,
 ) -> list[Pin]:
-    """The pinned closure of ``requirements`` for ``target``, by ``uv pip compile``.
+    """The pinned closure of ``requirements`` for ``target``, by ``uv pip compile`` in
+    requirements format: every hash uv lists for each pin, as lock format 1 carried them
+    (what bench/payload_size.py compares with). ``hpm lock`` uses ``lock_target``.
 
     uv missing: InstallerMissingError (69); uv failing: InstallerFailedError (74) whose
     message is uv's first error line and whose details are uv's whole stderr.
@@ -636,52 +640,77 @@ def parse_pylock(text: str) -> dict[str, Any]:
         raise InstallerFailedError(f"uv pip compile wrote a pylock.toml hpm cannot read: {exc}") from None
 
 
-def parse_pylock_files(text: str) -> dict[tuple[str, str], list[File]]:
-    """(name, version) -> the files uv's ``pylock.toml`` lists for it: its wheels, best
-    first (uv lists exactly the wheels the target's tags accept), else its sdist."""
-    return pylock_files(parse_pylock(text))
+def package_files(package: Mapping[str, Any]) -> list[File]:
+    """The files uv's ``pylock.toml`` lists for one package: its wheels (uv lists exactly
+    those the target's tags accept, in its own order), else its sdist. A file without a
+    well-formed sha256 is 74 naming it: a lock file hpm cannot verify is not written."""
+    entries = package.get("wheels") or ([package["sdist"]] if package.get("sdist") else [])
+    files = []
+    for entry in entries:
+        where = entry.get("url") or entry.get("path") or ""
+        name = entry.get("name") or where.rstrip("/").rpartition("/")[2]
+        sha = entry.get("hashes", {}).get("sha256") if isinstance(entry.get("hashes"), dict) else None
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise InstallerFailedError(
+                mask_credentials(f"pylock.toml: {package['name']} {package['version']}: the file "
+                                 f"{name or where or '?'} has {'no' if sha is None else 'a malformed'} "
+                                 "sha256 hash"),
+                "the index must give every file's sha256 (PEP 503 #sha256= or PEP 691 hashes)")
+        files.append(File(name=name.partition("#")[0], hash=f"sha256:{sha}", size=entry.get("size")))
+    return files
 
 
-def pylock_files(data: Mapping[str, Any]) -> dict[tuple[str, str], list[File]]:
-    """``parse_pylock_files`` of already parsed TOML. A file without a well-formed sha256
-    is 74 naming it: a lock file hpm cannot verify is not written."""
-    out: dict[tuple[str, str], list[File]] = {}
+def pylock_pins(data: Mapping[str, Any], requirements: Sequence[str] = (),
+                editable_names: Mapping[str, str] | None = None) -> list[Pin]:
+    """The pins of uv's ``pylock.toml`` (parsed), sorted by name, as uv's requirements.txt
+    output names them.
+
+    A package from an index or a wheelhouse is its name and version with its files
+    (``package_files``, in uv's order). A direct reference is its URL, without a version:
+    ``git+URL@COMMIT#subdirectory=...`` of a ``vcs``; the ``file://`` URL of a
+    ``directory``, or its path when editable (named by ``editable_names``, path -> the
+    name it was asked for, else by uv); an ``archive``'s URL, with its hashes.
+
+    pylock.toml normalizes a reference (a ``file:`` archive becomes a path, a
+    ``#sha256=`` fragment moves to ``hashes``) where requirements.txt writes it as it was
+    asked for: so a reference that ``requirements`` (what was compiled) ask for under the
+    same name, the same up to the fragment, keeps the requirement's text. A package's
+    ``marker`` (why the resolution took it) is left out: it holds on the target compiled
+    for, and requirements.txt of one target writes none.
+    """
+    asked: dict[str, str] = {}
+    for line in requirements:
+        name, sep, url = line.partition(" @ ")
+        if sep and not line.startswith("-"):
+            asked[_dist_name(name)] = url.strip()
+    editables = {os.path.normpath(k): (k, v) for k, v in (editable_names or {}).items()}
+    pins: list[Pin] = []
     for package in data.get("packages", []):
-        if "version" not in package:
-            continue  # direct references: their identity is the URL, commit or path
-        entries = package.get("wheels") or ([package["sdist"]] if package.get("sdist") else [])
-        files = []
-        for entry in entries:
-            where = entry.get("url") or entry.get("path") or ""
-            name = entry.get("name") or where.rstrip("/").rpartition("/")[2]
-            sha = entry.get("hashes", {}).get("sha256") if isinstance(entry.get("hashes"), dict) else None
-            if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
-                raise InstallerFailedError(
-                    mask_credentials(f"pylock.toml: {package['name']} {package['version']}: the file "
-                                     f"{name or where or '?'} has {'no' if sha is None else 'a malformed'} "
-                                     "sha256 hash"),
-                    "the index must give every file's sha256 (PEP 503 #sha256= or PEP 691 hashes)")
-            files.append(File(name=name.partition("#")[0], hash=f"sha256:{sha}", size=entry.get("size")))
-        out[(_dist_name(package["name"]), str(package["version"]))] = files
-    return out
-
-
-def compile_files(
-    requirements: Sequence[str],
-    target: Target,
-    uv: str,
-    extra_args: Sequence[str] = (),
-    environ: Mapping[str, str] | None = None,
-    pylocks: list[dict[str, Any]] | None = None,
-) -> dict[tuple[str, str], list[File]]:
-    """The files ``target`` can install for each pin of ``requirements``' closure, from
-    ``uv pip compile --format pylock.toml`` (PEP 751) for that target."""
-    cmd = compile_cmd(uv, target.python_version, target.python_platform, extra_args, "--format",
-                      "pylock.toml")
-    data = parse_pylock(_run_compile(cmd, requirements, environ, target))
-    if pylocks is not None:
-        pylocks.append(data)
-    return pylock_files(data)
+        name = _dist_name(package["name"])
+        vcs, directory, archive = (package.get(k) for k in ("vcs", "directory", "archive"))
+        if isinstance(directory, Mapping) and directory.get("editable"):
+            path, asked_name = editables.get(os.path.normpath(directory["path"]), (directory["path"], name))
+            pins.append(Pin(name=asked_name, url=path, editable=True))
+            continue
+        hashes: list[str] = []
+        if isinstance(vcs, Mapping):
+            sub = f"#subdirectory={vcs['subdirectory']}" if vcs.get("subdirectory") else ""
+            url = f"{vcs.get('type', 'git')}+{vcs['url']}@{vcs['commit-id']}{sub}"
+        elif isinstance(directory, Mapping):
+            url = Path(os.path.abspath(directory["path"])).as_uri()
+        elif isinstance(archive, Mapping):
+            url = archive.get("url") or Path(os.path.abspath(archive["path"])).as_uri()
+            hashes = sorted(f"{alg}:{value}" for alg, value in (archive.get("hashes") or {}).items())
+        elif "version" in package:
+            pins.append(Pin(name=name, version=str(package["version"]), files=package_files(package)))
+            continue
+        else:
+            raise InstallerFailedError(f"pylock.toml: {name} has neither a version nor a direct reference",
+                                       "this uv writes a pylock.toml hpm does not read; report it")
+        if name in asked and asked[name].partition("#")[0] == url.partition("#")[0]:
+            url = asked[name]
+        pins.append(Pin(name=name, url=url, hashes=hashes))
+    return sorted(pins, key=lambda pin: pin.name)
 
 
 def _run_compile(cmd: list[str], requirements: Sequence[str], environ: Mapping[str, str] | None,
@@ -716,24 +745,31 @@ def lock_target(
     editable_names: Mapping[str, str] | None = None,
     pylocks: list[dict[str, Any]] | None = None,
 ) -> list[Pin]:
-    """The closure for one target, each pin from an index or wheelhouse with the files the
-    target can install (and no other hash); a pin without one is 78 naming it and the target."""
-    pins = compile_pins(requirements, target, uv, extra_args, environ, editable_names)
-    if not any(pin.version for pin in pins) and pylocks is None:
-        return pins
-    files = compile_files(requirements, target, uv, extra_args, environ, pylocks)
+    """The closure of ``requirements`` for one target, from one ``uv pip compile --format
+    pylock.toml`` (PEP 751; ``pylock_pins``): each pin from an index or wheelhouse with
+    the files the target can install, best first (``best_first``), and no other hash; a
+    pin without one is 78 naming it and the target. ``editable_names``: path -> the name
+    of an editable requirement; ``pylocks``, when given, receives uv's pylock.toml.
+
+    uv missing: InstallerMissingError (69); uv failing: InstallerFailedError (74) whose
+    message is uv's first error line and whose details are uv's whole stderr.
+    """
+    cmd = compile_cmd(uv, target.python_version, target.python_platform, extra_args, "--format",
+                      "pylock.toml")
+    data = parse_pylock(_run_compile(cmd, requirements, environ, target))
+    if pylocks is not None:
+        pylocks.append(data)
     rank = tag_rank(target)
     out = []
-    for pin in pins:
+    for pin in pylock_pins(data, requirements, editable_names):
         if pin.version is None:
             out.append(pin)
             continue
-        found = files.get((pin.name, pin.version))
-        if not found:
+        if not pin.files:
             raise ResolutionError(f"{pin.name} {pin.version} has no file for the target Python "
                                   f"{target.python_version} {target.python_platform}",
                                   "choose another --python-platform, or a version with a wheel for it")
-        out.append(msgspec.structs.replace(pin, hashes=[], files=best_first(found, rank)))
+        out.append(msgspec.structs.replace(pin, files=best_first(pin.files, rank)))
     return out
 
 
