@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench._common import DOC, write_section  # noqa: E402
 from hpm_boot import payload  # noqa: E402
 from hpm_boot.compose import lock as lockmod  # noqa: E402
+from tests.support.requirements import compile_pins  # noqa: E402
 
 SIZES = (10, 50, 200)
 RUNS = 300
@@ -221,8 +222,8 @@ def _stack_figures(registry: Path, with_: str, source_args: list[str], python_ve
     text = done.stdout.strip()
     lock = payload.decode(text)
     requirements = [p["requirement"] for p in lock["packages"] if p["manager"] in ("uv", "pip")]
-    old = lockmod.compile_pins(requirements, lockmod.Target(python_version, platforms[-1]), find_uv(env),
-                               source_args, env)
+    old = compile_pins(requirements, lockmod.Target(python_version, platforms[-1]), find_uv(env),
+                       source_args, env)
     if wheelhouse is not None:
         import hashlib
 

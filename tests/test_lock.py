@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hpm_boot import install, payload
 from hpm_boot.compose import lock as lockmod
 from hpm_boot.errors import DataError, HpmError, InstallerFailedError, InstallerMissingError, UsageError
+from tests.support import requirements
 from tests.support.factory import GitRepo, git, git_tag, make_git_repo
 
 
@@ -92,7 +93,7 @@ Hpmtest_Dep==1.0.0    # via something
 
 
 def test_parse_compiled() -> None:
-    pins = lockmod.parse_compiled(COMPILED, {"/src/edit-dir/": "hpmtest-edit"})
+    pins = requirements.parse_compiled(COMPILED, {"/src/edit-dir/": "hpmtest-edit"})
     assert [msgspec.to_builtins(p) for p in pins] == [
         {"name": "hpmtest-core", "version": "2.0.0", "hashes": ["sha256:aaaa", "sha256:bbbb"]},
         {"name": "hpmtest-dep", "version": "1.0.0"},
@@ -102,11 +103,11 @@ def test_parse_compiled() -> None:
          "markers": "sys_platform == 'win32'"},
     ]
     # without the map, the directory's name is the best guess
-    assert lockmod.parse_compiled("-e /src/edit-dir\n")[0].name == "edit-dir"
+    assert requirements.parse_compiled("-e /src/edit-dir\n")[0].name == "edit-dir"
 
 
 def test_parse_compiled_refuses_what_it_does_not_know() -> None:
-    err = raises(74, lockmod.parse_compiled, "--index-url https://u:pw@h/simple\n")
+    err = raises(74, requirements.parse_compiled, "--index-url https://u:pw@h/simple\n")
     assert "pw" not in err.message
 
 
@@ -126,20 +127,20 @@ _pin = st.one_of(
 def test_install_lines_parse_back_to_the_same_pins(pins: list[lockmod.Pin]) -> None:
     """What the installer writes from pins (install.pin_line) parses back to the pins."""
     text = "\n".join(install.pin_line(msgspec.to_builtins(p)) for p in pins)
-    assert lockmod.parse_compiled(text) == sorted(pins, key=lambda p: p.name)
+    assert requirements.parse_compiled(text) == sorted(pins, key=lambda p: p.name)
 
 
 def test_compile_pins_errors(tmp_path: Path) -> None:
     target = lockmod.Target(python_version="3.11")
-    raises(69, lockmod.compile_pins, ["x"], target, str(tmp_path / "no-uv"))
+    raises(69, requirements.compile_pins, ["x"], target, str(tmp_path / "no-uv"))
     fake = tmp_path / "fake-uv"
     fake.write_text("#!/bin/sh\necho 'Resolved 1 package' >&2\n"
                     "echo 'error: Failed to fetch https://u:topsecret@idx.example/simple/x' >&2\nexit 1\n")
     fake.chmod(0o755)
-    err = raises(74, lockmod.compile_pins, ["x"], target, str(fake))
+    err = raises(74, requirements.compile_pins, ["x"], target, str(fake))
     assert err.message == "uv pip compile failed (exit 1): Failed to fetch https://***@idx.example/simple/x"
     assert "topsecret" not in (err.details or "") and "Resolved 1 package" in (err.details or "")
-    assert lockmod.compile_pins([], target, str(tmp_path / "no-uv")) == []
+    assert requirements.compile_pins([], target, str(tmp_path / "no-uv")) == []
 
 
 def test_compile_pins_passes_the_target(tmp_path: Path) -> None:
@@ -148,7 +149,7 @@ def test_compile_pins_passes_the_target(tmp_path: Path) -> None:
     fake.write_text(f'#!/bin/sh\necho "$@" > {argv_file}\ncat > /dev/null\necho "x==1.0"\n')
     fake.chmod(0o755)
     target = lockmod.Target(python_version="3.12", python_platform="aarch64-manylinux_2_28")
-    pins = lockmod.compile_pins(["x"], target, str(fake), ["--no-index"])
+    pins = requirements.compile_pins(["x"], target, str(fake), ["--no-index"])
     assert pins == [lockmod.Pin(name="x", version="1.0")]
     argv = argv_file.read_text().split()
     assert argv[:3] == ["pip", "compile", "-"] and "--generate-hashes" in argv

@@ -465,93 +465,12 @@ def lock_package(p: PlannedPackage, *, commit: str | None = None, dist: str | No
                          source="local", path=path)
 
 
-def parse_compiled(text: str, editable_names: Mapping[str, str] | None = None) -> list[Pin]:
-    """Parse ``uv pip compile`` output (requirements.txt with hashes) into pins: what the
-    installer's requirement lines (``install.pin_line``) are read back with, and what
-    ``compile_pins`` returns. ``hpm lock`` pins from pylock.toml (``pylock_pins``).
-
-    uv writes an editable requirement as ``-e PATH``, without the project's name;
-    ``editable_names`` maps such paths to the names they were asked for (else the
-    directory name is the best guess).
-    """
-    names = {os.path.normpath(k): v for k, v in (editable_names or {}).items()}
-    pins: list[Pin] = []
-    for raw in _logical_lines(text):
-        parts = raw.split(" --hash=")
-        line, hashes = parts[0].strip(), sorted(h.strip() for h in parts[1:])
-        if not line:
-            continue
-        editable = line.startswith("-e ")
-        if editable:
-            url = line[3:].strip()
-            name = names.get(os.path.normpath(url.removeprefix("file://"))) or _name_from_path(url)
-            pins.append(Pin(name=name, url=url, editable=True, hashes=hashes))
-            continue
-        line, _, markers = line.partition(" ; ")
-        if " @ " in line:
-            name, _, url = line.partition(" @ ")
-            pins.append(Pin(name=_dist_name(name), url=url.strip(), hashes=hashes, markers=markers or None))
-        elif "==" in line:
-            name, _, version = line.partition("==")
-            pins.append(Pin(name=_dist_name(name), version=version.strip(), hashes=hashes,
-                            markers=markers or None))
-        else:
-            raise InstallerFailedError(f"unexpected line in uv pip compile output: {mask_credentials(raw)}",
-                                       "this uv writes a format hpm does not read; report it")
-    return sorted(pins, key=lambda pin: (pin.name, pin.markers or ""))
-
-
-def _logical_lines(text: str) -> list[str]:
-    out: list[str] = []
-    current = ""
-    for line in text.splitlines():
-        # a comment starts at "#" after whitespace (as pip reads it): "#subdirectory=" and
-        # "#sha256=" fragments of URLs are not comments
-        stripped = re.split(r"\s#", line, maxsplit=1)[0]
-        if line.lstrip().startswith("#") or not line.strip():
-            continue
-        current += " " + stripped.strip().rstrip("\\").strip()
-        if not line.rstrip().endswith("\\"):
-            out.append(current.strip())
-            current = ""
-    if current.strip():
-        out.append(current.strip())
-    return out
-
-
-def _dist_name(requirement_name: str) -> str:
+def dist_name(requirement_name: str) -> str:
     """The normalized distribution name of ``name[extras]``."""
     return canonicalize_name(requirement_name.split("[", 1)[0].strip())
 
 
-def _name_from_path(url: str) -> str:
-    return _dist_name(Path(url.removeprefix("file://").rstrip("/")).name)
-
-
 # ---------------------------------------------------------------- compile
-
-
-def compile_pins(
-    requirements: Sequence[str],
-    target: Target,
-    uv: str,
-    extra_args: Sequence[str] = (),
-    environ: Mapping[str, str] | None = None,
-    editable_names: Mapping[str, str] | None = None,
-) -> list[Pin]:
-    """The pinned closure of ``requirements`` for ``target``, by ``uv pip compile`` in
-    requirements format: every hash uv lists for each pin, as lock format 1 carried them
-    (what bench/payload_size.py compares with). ``hpm lock`` uses ``lock_target``.
-
-    uv missing: InstallerMissingError (69); uv failing: InstallerFailedError (74) whose
-    message is uv's first error line and whose details are uv's whole stderr.
-    """
-    if not requirements:
-        return []
-    cmd = compile_cmd(uv, target.python_version, target.python_platform, extra_args, "--generate-hashes",
-                      "--no-annotate")
-    out = _run_compile(cmd, requirements, environ, target)
-    return parse_compiled(out, editable_names)
 
 
 def compile_cmd(uv: str, python_version: str, python_platform: str | None, extra_args: Sequence[str],
@@ -682,11 +601,11 @@ def pylock_pins(data: Mapping[str, Any], requirements: Sequence[str] = (),
     for line in requirements:
         name, sep, url = line.partition(" @ ")
         if sep and not line.startswith("-"):
-            asked[_dist_name(name)] = url.strip()
+            asked[dist_name(name)] = url.strip()
     editables = {os.path.normpath(k): (k, v) for k, v in (editable_names or {}).items()}
     pins: list[Pin] = []
     for package in data.get("packages", []):
-        name = _dist_name(package["name"])
+        name = dist_name(package["name"])
         vcs, directory, archive = (package.get(k) for k in ("vcs", "directory", "archive"))
         if isinstance(directory, Mapping) and directory.get("editable"):
             path, asked_name = editables.get(os.path.normpath(directory["path"]), (directory["path"], name))
@@ -713,7 +632,7 @@ def pylock_pins(data: Mapping[str, Any], requirements: Sequence[str] = (),
     return sorted(pins, key=lambda pin: pin.name)
 
 
-def _run_compile(cmd: list[str], requirements: Sequence[str], environ: Mapping[str, str] | None,
+def run_compile(cmd: list[str], requirements: Sequence[str], environ: Mapping[str, str] | None,
                  target: Target | None = None) -> str:
     try:
         out = subprocess.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
@@ -756,7 +675,7 @@ def lock_target(
     """
     cmd = compile_cmd(uv, target.python_version, target.python_platform, extra_args, "--format",
                       "pylock.toml")
-    data = parse_pylock(_run_compile(cmd, requirements, environ, target))
+    data = parse_pylock(run_compile(cmd, requirements, environ, target))
     if pylocks is not None:
         pylocks.append(data)
     rank = tag_rank(target)

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from hpm_boot.compose.lock import Lock, Pin, Target, _dist_name
+from hpm_boot.compose.lock import Lock, Pin, Target, dist_name
 from hpm_boot.log import strip_credentials
 from hpm_boot.platforms import parse_platform
 
@@ -70,7 +70,7 @@ def _entries(pin: Pin, pylocks: Sequence[Mapping[str, Any]],
     found = []
     for i in indexes:
         for package in pylocks[i].get("packages", []) if i < len(pylocks) else []:
-            if _dist_name(package.get("name", "")) != pin.name:
+            if dist_name(package.get("name", "")) != pin.name:
                 continue
             if pin.version is not None and str(package.get("version")) != pin.version:
                 continue
